@@ -1,0 +1,33 @@
+"""Decision mode — placeholder: the rules are not implemented yet."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..policy.rules import GenericRules
+from .base import ModeSpec, StartContext
+from .descriptor import ModeDescriptor
+
+DESCRIPTOR = ModeDescriptor(
+    mode="macp.mode.decision.v1",
+    mode_version="1.0.0",
+    title="Decision",
+    description="Select one proposal through evaluations, objections and votes.",
+    determinism_class="semantic-deterministic",
+    participant_model="declared",
+    message_types=('SessionStart', 'Proposal', 'Evaluation', 'Objection', 'Vote', 'Commitment'),
+)
+
+
+def _start(ctx: StartContext) -> dict[str, Any]:
+    return {}
+
+
+SPEC: ModeSpec[dict[str, Any]] = ModeSpec(
+    descriptor=DESCRIPTOR,
+    rules={},
+    start=_start,
+    phase=lambda s: "Open",
+    project=lambda s: {},
+    parse_rules=GenericRules.parse,
+)

@@ -1,0 +1,33 @@
+"""Multi-round convergence mode — placeholder: the rules are not implemented yet."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..policy.rules import GenericRules
+from .base import ModeSpec, StartContext
+from .descriptor import ModeDescriptor
+
+DESCRIPTOR = ModeDescriptor(
+    mode="ext.multi_round.v1",
+    mode_version="1.0.0",
+    title="Multi-round convergence",
+    description="Participants contribute values over rounds until they all agree.",
+    determinism_class="semantic-deterministic",
+    participant_model="peer",
+    message_types=('SessionStart', 'Contribute', 'Commitment'),
+)
+
+
+def _start(ctx: StartContext) -> dict[str, Any]:
+    return {}
+
+
+SPEC: ModeSpec[dict[str, Any]] = ModeSpec(
+    descriptor=DESCRIPTOR,
+    rules={},
+    start=_start,
+    phase=lambda s: "Open",
+    project=lambda s: {},
+    parse_rules=GenericRules.parse,
+)

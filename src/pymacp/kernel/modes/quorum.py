@@ -1,0 +1,33 @@
+"""Quorum mode — placeholder: the rules are not implemented yet."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..policy.rules import GenericRules
+from .base import ModeSpec, StartContext
+from .descriptor import ModeDescriptor
+
+DESCRIPTOR = ModeDescriptor(
+    mode="macp.mode.quorum.v1",
+    mode_version="1.0.0",
+    title="Quorum",
+    description="Approve an action once enough participants approve.",
+    determinism_class="semantic-deterministic",
+    participant_model="quorum",
+    message_types=('SessionStart', 'ApprovalRequest', 'Approve', 'Reject', 'Abstain', 'Commitment'),
+)
+
+
+def _start(ctx: StartContext) -> dict[str, Any]:
+    return {}
+
+
+SPEC: ModeSpec[dict[str, Any]] = ModeSpec(
+    descriptor=DESCRIPTOR,
+    rules={},
+    start=_start,
+    phase=lambda s: "Open",
+    project=lambda s: {},
+    parse_rules=GenericRules.parse,
+)

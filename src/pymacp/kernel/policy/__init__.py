@@ -1,0 +1,1 @@
+"""Governance policies (RFC-MACP-0012): descriptors, typed rules, validation, evaluation."""
