@@ -16,7 +16,9 @@ def test_version() -> None:
 
 
 def test_serve_stub_says_it_is_not_available() -> None:
-    result = subprocess.run([sys.executable, "-m", "pymacp", "serve"], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "pymacp", "serve"], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 2
     assert "not implemented yet" in result.stderr
 

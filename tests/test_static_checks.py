@@ -18,10 +18,16 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=False)
 
 
-@pytest.mark.skipif(shutil.which("ruff") is None and not (Path(sys.executable).parent / "ruff").exists(),
-                    reason="ruff is not installed (pip install -e '.[test]')")
+@pytest.mark.skipif(
+    shutil.which("ruff") is None and not (Path(sys.executable).parent / "ruff").exists(),
+    reason="ruff is not installed (pip install -e '.[test]')",
+)
 def test_ruff_lint_and_format() -> None:
-    ruff = str(Path(sys.executable).parent / "ruff") if (Path(sys.executable).parent / "ruff").exists() else "ruff"
+    ruff = (
+        str(Path(sys.executable).parent / "ruff")
+        if (Path(sys.executable).parent / "ruff").exists()
+        else "ruff"
+    )
     lint = _run(ruff, "check", "src", "tests")
     assert lint.returncode == 0, lint.stdout + lint.stderr
     fmt = _run(ruff, "format", "--check", "src", "tests")
@@ -46,13 +52,36 @@ def _imports(path: Path) -> set[str]:
 
 # Layers, bottom to top. A module may import its own layer and those below it, never above.
 LAYERS = ["kernel", "storage", "runtime", "server", "console", "bus"]
-FORBIDDEN_IN_KERNEL = {"asyncio", "socket", "threading", "subprocess", "grpc", "sqlite3", "random", "secrets", "time", "datetime", "uuid", "os"}
+FORBIDDEN_IN_KERNEL = {
+    "asyncio",
+    "socket",
+    "threading",
+    "subprocess",
+    "grpc",
+    "sqlite3",
+    "random",
+    "secrets",
+    "time",
+    "uuid",
+    "os",
+}
+# Pure date arithmetic is fine (the JSON mapping formats RFC 3339); reading a clock is not.
+CLOCK_READS = {"now", "utcnow", "today", "time", "monotonic", "perf_counter"}
 
 
 def test_kernel_is_sans_io() -> None:
     for path in (SRC / "kernel").rglob("*.py"):
         bad = {name for name in _imports(path) if name.split(".")[0] in FORBIDDEN_IN_KERNEL}
         assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}: the kernel must stay sans-IO"
+        tree = ast.parse(path.read_text())
+        reads = [
+            node.lineno
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in CLOCK_READS
+        ]
+        assert not reads, f"{path.relative_to(ROOT)} reads a clock at lines {reads}: time is an argument"
 
 
 def test_imports_point_down_the_layers() -> None:

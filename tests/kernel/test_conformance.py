@@ -11,10 +11,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import macp_fixtures as fx
 import pytest
 from macp.v1 import core_pb2
 
+import macp_fixtures as fx
 from pymacp.kernel import (
     Accepted,
     Duplicate,
@@ -26,8 +26,8 @@ from pymacp.kernel import (
     Registry,
     Rejected,
     Session,
+    catalog,
 )
-from pymacp.kernel import catalog
 from pymacp.kernel.policy.registration import register
 from pymacp.kernel.replay import replay
 
@@ -55,7 +55,9 @@ def run_fixture(fixture: dict[str, Any]) -> tuple[Session, list[HistoryEntry]]:
         policy_version=fixture.get("policy_version", ""),
         ttl_ms=fixture["ttl_ms"],
     )
-    env = Envelope("1.0", fixture["mode"], "SessionStart", "m0", sid, fixture["initiator"], T0, start.SerializeToString())
+    env = Envelope(
+        "1.0", fixture["mode"], "SessionStart", "m0", sid, fixture["initiator"], T0, start.SerializeToString()
+    )
     decision = kernel.decide(None, Identity(fixture["initiator"]), env, T0, registry)
     assert isinstance(decision, Accepted), f"SessionStart refused: {decision}"
     session = decision.session
@@ -63,7 +65,9 @@ def run_fixture(fixture: dict[str, Any]) -> tuple[Session, list[HistoryEntry]]:
 
     for msg in fx.messages(fixture):
         now = T0 + msg.index
-        env = Envelope("1.0", fixture["mode"], msg.message_type, f"m{msg.index}", sid, msg.sender, now, msg.payload)
+        env = Envelope(
+            "1.0", fixture["mode"], msg.message_type, f"m{msg.index}", sid, msg.sender, now, msg.payload
+        )
         due = kernel.advance(session, now)
         if due is not None:
             session, history = due.session, history + list(due.entries)

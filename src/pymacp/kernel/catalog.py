@@ -9,7 +9,13 @@ from .modes.base import ModeSpec
 from .modes.descriptor import ModeDescriptor
 
 # ListModes order: the five standards-track modes.
-STANDARD_SPECS: tuple[ModeSpec[Any], ...] = (decision.SPEC, proposal.SPEC, task.SPEC, handoff.SPEC, quorum.SPEC)
+STANDARD_SPECS: tuple[ModeSpec[Any], ...] = (
+    decision.SPEC,
+    proposal.SPEC,
+    task.SPEC,
+    handoff.SPEC,
+    quorum.SPEC,
+)
 # Built-in extensions, listed by ListExtModes.
 EXTENSION_SPECS: tuple[ModeSpec[Any], ...] = (multi_round.SPEC,)
 

@@ -33,7 +33,8 @@ def check_common(ctx: Context, payload: Any) -> None:
             raise invalid(f"Commitment {name} must not be blank")
     if payload.mode_version != ctx.mode_version:
         raise invalid(
-            f"Commitment mode_version {payload.mode_version!r} does not match the session's {ctx.mode_version!r}"
+            f"Commitment mode_version {payload.mode_version!r} does not match "
+            f"the session's {ctx.mode_version!r}"
         )
     if payload.configuration_version != ctx.configuration_version:
         raise invalid(

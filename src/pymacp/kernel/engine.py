@@ -96,7 +96,9 @@ class Kernel:
                 raise Reject(ErrorCode.UNAUTHENTICATED, "the caller has no sender identity")
             check_shape(env, self.limits.max_payload_bytes)
             if not identity.allows_mode(env.mode):
-                raise forbidden(f"identity {identity.sender!r} may not send in mode {env.mode or '(ambient)'!r}")
+                raise forbidden(
+                    f"identity {identity.sender!r} may not send in mode {env.mode or '(ambient)'!r}"
+                )
             if env.message_type in RUNTIME_ONLY_TYPES:
                 raise forbidden(f"{env.message_type} is written by the runtime only; use the matching RPC")
             if env.message_id.startswith(IMPLICIT_ACCEPT_PREFIX):
@@ -154,7 +156,9 @@ class Kernel:
             )
         descriptor = binding.mode_descriptor if binding else registry.mode_descriptor(env.mode)
         if descriptor is None:
-            raise Reject(ErrorCode.MODE_NOT_SUPPORTED, f"mode {env.mode!r} is not registered with this runtime")
+            raise Reject(
+                ErrorCode.MODE_NOT_SUPPORTED, f"mode {env.mode!r} is not registered with this runtime"
+            )
         spec = catalog.spec_for(descriptor)
         start = decode(core_pb2.SessionStartPayload, env.payload, SESSION_START)
         participants = tuple(start.participants)
@@ -223,7 +227,9 @@ class Kernel:
         )
         return Accepted(session, (entry,), (LifecycleEvent(EventType.CREATED, now_ms),))
 
-    def _check_start(self, spec: ModeSpec[object], start: core_pb2.SessionStartPayload, participants: tuple[str, ...]) -> None:
+    def _check_start(
+        self, spec: ModeSpec[object], start: core_pb2.SessionStartPayload, participants: tuple[str, ...]
+    ) -> None:
         if not 1 <= start.ttl_ms <= self.limits.max_ttl_ms:
             raise invalid(f"ttl_ms must be between 1 and {self.limits.max_ttl_ms}; got {start.ttl_ms}")
         if len(participants) > self.limits.max_participants:
@@ -379,10 +385,15 @@ class Kernel:
         try:
             session = self._controllable(session, caller, "suspend")
             if session.state is not SessionState.OPEN:
-                raise Reject(ErrorCode.SESSION_NOT_OPEN, f"only an OPEN session can be suspended; it is {session.state.name}")
+                raise Reject(
+                    ErrorCode.SESSION_NOT_OPEN,
+                    f"only an OPEN session can be suspended; it is {session.state.name}",
+                )
             payload = core_pb2.SessionSuspendPayload(reason=reason, suspended_by=caller.sender)
             updated = replace(session, state=SessionState.SUSPENDED, suspended_at_ms=now_ms)
-            return self._internal(session, updated, SESSION_SUSPEND, caller.sender, payload, now_ms, EventType.SUSPENDED)
+            return self._internal(
+                session, updated, SESSION_SUSPEND, caller.sender, payload, now_ms, EventType.SUSPENDED
+            )
         except Reject as r:
             return Rejected(r.rejection)
 
@@ -400,7 +411,10 @@ class Kernel:
     def _resume(self, session: Session | None, caller: Identity, reason: str, now_ms: int) -> Accepted:
         session = self._controllable(session, caller, "resume")
         if session.state is not SessionState.SUSPENDED or session.suspended_at_ms is None:
-            raise Reject(ErrorCode.SESSION_NOT_OPEN, f"only a SUSPENDED session can be resumed; it is {session.state.name}")
+            raise Reject(
+                ErrorCode.SESSION_NOT_OPEN,
+                f"only a SUSPENDED session can be resumed; it is {session.state.name}",
+            )
         banked = session.deadline_ms - session.suspended_at_ms
         payload = core_pb2.SessionResumePayload(reason=reason, resumed_by=caller.sender, banked_ms=banked)
         updated = replace(
@@ -411,7 +425,9 @@ class Kernel:
             suspended_total_ms=session.suspended_total_ms + (now_ms - session.suspended_at_ms),
             suspension_cycles=session.suspension_cycles + 1,
         )
-        return self._internal(session, updated, SESSION_RESUME, caller.sender, payload, now_ms, EventType.RESUMED)
+        return self._internal(
+            session, updated, SESSION_RESUME, caller.sender, payload, now_ms, EventType.RESUMED
+        )
 
     def cancel(self, session: Session | None, caller: Identity, reason: str, now_ms: int) -> Decision:
         """Cancel an OPEN or SUSPENDED session; idempotent (a Duplicate) once it has ended."""
@@ -421,7 +437,9 @@ class Kernel:
                 return Duplicate(session)
             payload = core_pb2.SessionCancelPayload(reason=reason, cancelled_by=caller.sender)
             updated = replace(session, state=SessionState.CANCELLED, ended_at_ms=now_ms)
-            return self._internal(session, updated, SESSION_CANCEL, caller.sender, payload, now_ms, EventType.CANCELLED)
+            return self._internal(
+                session, updated, SESSION_CANCEL, caller.sender, payload, now_ms, EventType.CANCELLED
+            )
         except Reject as r:
             return Rejected(r.rejection)
 
@@ -430,7 +448,9 @@ class Kernel:
         if session is None:
             raise Reject(ErrorCode.SESSION_NOT_FOUND, "session does not exist")
         if not session.may_control(caller.sender):
-            raise forbidden(f"{caller.sender!r} may not {verb} this session (initiator or delegated authority only)")
+            raise forbidden(
+                f"{caller.sender!r} may not {verb} this session (initiator or delegated authority only)"
+            )
         return session
 
     def _expire(self, session: Session, now_ms: int, reason: str) -> Accepted:
@@ -463,7 +483,9 @@ class Kernel:
         return Accepted(replace(after, history_len=index + 1), (entry,), (LifecycleEvent(event, now_ms),))
 
     # ---------------------------------------------------------------- replay
-    def apply_entry(self, session: Session | None, entry: HistoryEntry, registry: Registry | None = None) -> Decision:
+    def apply_entry(
+        self, session: Session | None, entry: HistoryEntry, registry: Registry | None = None
+    ) -> Decision:
         """Re-decide one recorded history entry (used by replay and what-if)."""
         env = entry.envelope
         now = entry.accepted_at_ms
@@ -498,4 +520,3 @@ class Kernel:
             p = core_pb2.SessionCancelPayload.FromString(env.payload)
             return self.cancel(session, Identity(p.cancelled_by), p.reason, now)
         raise invalid(f"unknown lifecycle record {env.message_type!r}")
-

@@ -70,7 +70,7 @@ class Rejection:
         return json.dumps(self.details(), separators=(",", ":"), sort_keys=True).encode()
 
 
-class Reject(Exception):  # noqa: N818 - it is a control-flow signal, not an error report
+class Reject(Exception):
     """Raised inside kernel code to refuse the current message; caught by the engine."""
 
     def __init__(self, code: ErrorCode, message: str, denials: tuple[Denial, ...] = ()) -> None:

@@ -18,8 +18,10 @@ class ReplayError(Exception):
     """History does not replay: it was not produced by this kernel, or it was altered."""
 
     def __init__(self, entry: HistoryEntry, reason: str) -> None:
-        super().__init__(f"history entry {entry.index} ({entry.envelope.message_type} "
-                         f"{entry.envelope.message_id!r}) does not replay: {reason}")
+        super().__init__(
+            f"history entry {entry.index} ({entry.envelope.message_type} "
+            f"{entry.envelope.message_id!r}) does not replay: {reason}"
+        )
         self.entry = entry
 
 

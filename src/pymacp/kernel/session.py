@@ -167,9 +167,7 @@ class Session:
     def may_read(self, identity: Identity) -> bool:
         """Initiator, declared participants and admitted observers may read a session."""
         return (
-            identity.is_observer
-            or identity.sender == self.initiator
-            or identity.sender in self.participants
+            identity.is_observer or identity.sender == self.initiator or identity.sender in self.participants
         )
 
     def may_control(self, sender: str) -> bool:
@@ -177,7 +175,9 @@ class Session:
         authority = getattr(self.rules, "commitment", None)
         if authority is None:
             return sender == self.initiator
-        return sender == self.initiator or bool(authority.may_commit(sender, self.initiator, self.participants))
+        return sender == self.initiator or bool(
+            authority.may_commit(sender, self.initiator, self.participants)
+        )
 
     def expires_at_ms(self) -> int:
         return self.deadline_ms

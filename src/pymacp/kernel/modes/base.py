@@ -142,7 +142,9 @@ def decode(cls: Any, data: bytes, what: str) -> Any:
     try:
         return cls.FromString(data)
     except (DecodeError, ValueError, TypeError, RuntimeError) as exc:
-        raise Reject(ErrorCode.INVALID_ENVELOPE, f"{what} payload does not decode as {cls.__name__}: {exc}") from None
+        raise Reject(
+            ErrorCode.INVALID_ENVELOPE, f"{what} payload does not decode as {cls.__name__}: {exc}"
+        ) from None
 
 
 def require(condition: bool, message: str) -> None:

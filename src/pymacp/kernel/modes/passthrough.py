@@ -34,7 +34,7 @@ class RawPayload:
     __name__ = "bytes"
 
     @staticmethod
-    def FromString(data: bytes) -> bytes:  # noqa: N802 - mirrors the protobuf API
+    def FromString(data: bytes) -> bytes:
         return data
 
 
@@ -75,7 +75,9 @@ def spec(descriptor: ModeDescriptor, *, strict_start: bool = False) -> ModeSpec[
         for message_type in descriptor.message_types
         if message_type not in (SESSION_START, COMMITMENT)
     }
-    rules[COMMITMENT] = Rule(Who.COMMIT_AUTHORITY, frozenset({OPEN}), CommitmentPayload, _commit, resolves=True)
+    rules[COMMITMENT] = Rule(
+        Who.COMMIT_AUTHORITY, frozenset({OPEN}), CommitmentPayload, _commit, resolves=True
+    )
     return ModeSpec(
         descriptor=descriptor,
         rules=rules,
@@ -85,4 +87,3 @@ def spec(descriptor: ModeDescriptor, *, strict_start: bool = False) -> ModeSpec[
         parse_rules=GenericRules.parse,
         strict_start=strict_start,
     )
-
