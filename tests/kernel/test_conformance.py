@@ -28,7 +28,7 @@ from pymacp.kernel import (
     Session,
     catalog,
 )
-from pymacp.kernel.policy.registration import register
+from pymacp.kernel.policy.registration import descriptor_from_json, register
 from pymacp.kernel.replay import replay
 
 T0 = 1_780_000_000_000
@@ -42,7 +42,9 @@ def run_fixture(fixture: dict[str, Any]) -> tuple[Session, list[HistoryEntry]]:
     kernel = Kernel()
     policies: dict[str, PolicyDescriptor] = {}
     if "policy" in fixture:
-        result = register(policies, PolicyDescriptor.from_json(fixture["policy"]), T0)
+        descriptor = descriptor_from_json(fixture["policy"])
+        assert isinstance(descriptor, PolicyDescriptor), f"inline policy refused: {descriptor}"
+        result = register(policies, descriptor, T0)
         assert isinstance(result, dict), f"inline policy refused: {result}"
         policies = result
     registry = Registry(policies=policies)

@@ -1,0 +1,470 @@
+"""The default store: one embedded SQLite file in WAL mode, with group commit.
+
+Theory of operation
+-------------------
+One writer thread owns the only write connection. :meth:`SqliteStore.append` (and every
+other write) puts a request on a queue and awaits a future. The writer takes everything
+that is queued, writes it all in ONE transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``, so
+one WAL fsync for the whole batch under ``synchronous=FULL``), then resolves every
+caller's future on its event loop. While one batch is being synced the next one queues
+up, so the number of fsyncs per second stays flat as load grows instead of the latency.
+This is the fix for the reference runtime's one-lock-across-fsync design.
+
+Each request runs inside its own SAVEPOINT, so a request that fails (an index that does
+not continue its session's log, a constraint) is rolled back alone and the rest of the
+batch still commits. If BEGIN fails, nothing was written and every request of the batch
+fails; the store stays usable. If COMMIT itself fails, the outcome on disk is unknown, so
+the store refuses every later write (the log on disk stays the truth; restart to recover).
+
+Reads run on a small pool of read-only connections on their own threads. WAL lets them
+read the last committed state while the writer is busy, so a read never waits for an
+fsync, and never blocks the event loop.
+
+Cancelling an ``append`` does not withdraw it: once queued it is written, like a request
+already sent over the network. The runtime therefore never cancels appends.
+
+Layout: ``schema_version`` (one row), ``entries`` (one row per history entry, clustered
+by session; see :mod:`.codec` for the columns) with partial indexes for streaming by
+ordinal and for listing sessions, and ``documents`` for the registries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import TypeVar
+
+from ..kernel import HistoryEntry
+from .base import StorageError
+from .codec import Row, check_append, check_limit, continuation_error, from_row, to_row
+
+SCHEMA_VERSION = 1
+SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
+BUSY_TIMEOUT_S = 5.0  # how long a statement waits for a lock another process holds
+READERS = 4  # read connections, each used by one thread at a time
+SESSION_PAGE = 256  # session ids fetched per query while iterating sessions()
+
+_SCHEMA = (
+    "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+    """CREATE TABLE entries (
+        session_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        ordinal INTEGER NOT NULL,
+        kind INTEGER NOT NULL,
+        accepted_at INTEGER NOT NULL,
+        envelope BLOB NOT NULL,
+        binding TEXT,
+        PRIMARY KEY (session_id, idx)
+    ) WITHOUT ROWID""",
+    # Streamable entries are exactly those with an ordinal; internal ones (ordinal 0) are left out.
+    "CREATE INDEX entries_by_ordinal ON entries (session_id, ordinal) WHERE ordinal > 0",
+    # Every stored session has an entry 0 (appends must continue the log), so this lists sessions.
+    "CREATE INDEX entries_sessions ON entries (session_id) WHERE idx = 0",
+    """CREATE TABLE documents (
+        registry TEXT NOT NULL,
+        key TEXT NOT NULL,
+        document TEXT NOT NULL,
+        PRIMARY KEY (registry, key)
+    ) WITHOUT ROWID""",
+)
+_COLUMNS = "idx, ordinal, kind, accepted_at, envelope, binding"
+
+T = TypeVar("T")
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """One connection in autocommit mode: every transaction in this module is explicit."""
+    return sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+
+
+@dataclass(slots=True)
+class _Write:
+    apply: Callable[[sqlite3.Connection], None]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[None]
+    entries: int  # history entries this write appends, for the counter
+
+
+class SqliteStore:
+    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+        if synchronous.upper() not in SYNCHRONOUS_MODES:
+            raise ValueError(f"synchronous must be one of {sorted(SYNCHRONOUS_MODES)}, got {synchronous!r}")
+        self._path = Path(path)
+        self._synchronous = synchronous.upper()
+        self._open_lock = asyncio.Lock()
+        self._lock = threading.Lock()  # makes "check closed, then enqueue" atomic against close()
+        self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self._opened = False
+        self._closed = False
+        self._broken: StorageError | None = None
+        self._writer: sqlite3.Connection | None = None
+        self._writer_thread: threading.Thread | None = None
+        self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._reader_pool: ThreadPoolExecutor | None = None
+        self._commits = 0
+        self._appended_entries = 0
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def commits(self) -> int:
+        """Write transactions committed so far (one fsync each under synchronous=FULL)."""
+        return self._commits
+
+    @property
+    def appended_entries(self) -> int:
+        """History entries durably appended so far."""
+        return self._appended_entries
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        async with self._open_lock:
+            if self._closed:
+                raise StorageError(f"the store at {self._path} is closed and cannot be reopened")
+            if self._opened:
+                return
+            writer, readers = await asyncio.to_thread(self._open_files)
+            self._writer = writer
+            for reader in readers:
+                self._readers.put(reader)
+            self._reader_pool = ThreadPoolExecutor(len(readers), thread_name_prefix="pymacp-sqlite-read")
+            self._writer_thread = threading.Thread(
+                target=self._write_loop, args=(writer,), name="pymacp-sqlite-write", daemon=True
+            )
+            self._writer_thread.start()
+            self._opened = True
+
+    async def close(self) -> None:
+        async with self._open_lock:
+            with self._lock:
+                if self._closed:
+                    return
+                self._closed = True
+                if not self._opened:
+                    return
+                self._queue.put(None)  # after every write already queued: those are drained first
+            await asyncio.to_thread(self._shut_down)
+
+    def _shut_down(self) -> None:
+        assert self._writer_thread is not None and self._reader_pool is not None and self._writer is not None
+        self._writer_thread.join()
+        self._reader_pool.shutdown(wait=True)
+        self._writer.close()
+        while not self._readers.empty():
+            self._readers.get().close()
+
+    def _open_files(self) -> tuple[sqlite3.Connection, list[sqlite3.Connection]]:
+        directory = self._path.parent
+        connections: list[sqlite3.Connection] = []
+        try:
+            changed = _make_directories(directory)
+            if not self._path.exists():
+                changed.append(directory)
+            writer = _connect(self._path)
+            connections.append(writer)
+            _prepare(writer, self._synchronous, self._path)
+            for _ in range(READERS):
+                reader = _connect(self._path)
+                connections.append(reader)
+                reader.execute("PRAGMA query_only = ON")
+            for changed_directory in changed:  # make the new directory entries themselves durable
+                _fsync_directory(changed_directory)
+        except BaseException as exc:
+            for connection in connections:
+                connection.close()
+            if isinstance(exc, sqlite3.Error):
+                raise StorageError(f"cannot open {self._path} as a pymacp store: {exc}") from exc
+            if isinstance(exc, OSError):
+                raise StorageError(f"cannot use the data directory {directory}: {exc}") from exc
+            raise
+        return writer, connections[1:]
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageError(f"the store at {self._path} is closed")
+        if not self._opened:
+            raise StorageError(f"the store at {self._path} is not open; call open() first")
+
+    # -- writes ----------------------------------------------------------------------------
+
+    async def append(self, session_id: str, entries: Sequence[HistoryEntry]) -> None:
+        if not entries:
+            self._check_open()
+            return
+        check_append(session_id, entries)
+        rows = [to_row(entry) for entry in entries]
+        await self._submit(partial(_insert, session_id, rows), len(rows))
+
+    async def delete_session(self, session_id: str) -> None:
+        await self._submit(partial(_execute, "DELETE FROM entries WHERE session_id = ?", (session_id,)))
+
+    async def put_document(self, registry: str, key: str, document: str) -> None:
+        sql = (
+            "INSERT INTO documents (registry, key, document) VALUES (?, ?, ?) "
+            "ON CONFLICT (registry, key) DO UPDATE SET document = excluded.document"
+        )
+        await self._submit(partial(_execute, sql, (registry, key, document)))
+
+    async def delete_document(self, registry: str, key: str) -> None:
+        sql = "DELETE FROM documents WHERE registry = ? AND key = ?"
+        await self._submit(partial(_execute, sql, (registry, key)))
+
+    async def _submit(self, apply: Callable[[sqlite3.Connection], None], entries: int = 0) -> None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            self._check_open()
+            if self._broken is not None:
+                raise _copy(self._broken)
+            self._queue.put(_Write(apply, loop, future, entries))
+        await future
+
+    def _write_loop(self, connection: sqlite3.Connection) -> None:
+        stopping = False
+        while not stopping:
+            batch = [self._queue.get()]
+            while True:  # drain whatever else is waiting: it all shares one transaction
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stopping = batch[-1] is None  # close() enqueues the stop marker last of all
+            writes = [write for write in batch if write is not None]
+            if not writes:
+                continue
+            try:
+                outcomes = self._commit(connection, writes)
+            except Exception as exc:  # a failed rollback: never leave a caller waiting
+                self._broken = StorageError(f"the store at {self._path} failed and stopped writing: {exc}")
+                outcomes = [self._broken] * len(writes)
+            _settle(writes, outcomes)
+
+    def _commit(self, connection: sqlite3.Connection, writes: list[_Write]) -> list[StorageError | None]:
+        if self._broken is not None:
+            return [self._broken] * len(writes)
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            error = StorageError(
+                f"cannot start a write transaction on {self._path}: {exc}; nothing was written"
+            )
+            return [error] * len(writes)
+        outcomes = [_apply(connection, write) for write in writes]
+        try:
+            connection.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._broken = StorageError(
+                f"committing to {self._path} failed ({exc}), so whether the last writes reached the disk "
+                "is unknown; the store refuses further writes, restart to recover from the log"
+            )
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            return [self._broken] * len(writes)
+        self._commits += 1
+        self._appended_entries += sum(
+            w.entries for w, error in zip(writes, outcomes, strict=True) if error is None
+        )
+        return outcomes
+
+    # -- reads -----------------------------------------------------------------------------
+
+    async def read(
+        self, session_id: str, start_index: int = 0, limit: int | None = None
+    ) -> list[HistoryEntry]:
+        check_limit(limit)
+        sql = f"SELECT {_COLUMNS} FROM entries WHERE session_id = ? AND idx >= ? ORDER BY idx LIMIT ?"
+        params = (session_id, start_index, -1 if limit is None else limit)
+        return await self._read(partial(_select_entries, sql, session_id, params))
+
+    async def read_streamable(self, session_id: str, after_ordinal: int, limit: int) -> list[HistoryEntry]:
+        check_limit(limit)
+        # The literal "ordinal > 0" lets SQLite use the partial index entries_by_ordinal.
+        sql = (
+            f"SELECT {_COLUMNS} FROM entries WHERE session_id = ? AND ordinal > 0 AND ordinal > ? "
+            "ORDER BY ordinal LIMIT ?"
+        )
+        return await self._read(partial(_select_entries, sql, session_id, (session_id, after_ordinal, limit)))
+
+    async def sessions(self) -> AsyncIterator[tuple[str, list[HistoryEntry]]]:
+        after = ""
+        while True:
+            page = await self._read(partial(_session_ids, after))
+            for session_id in page:
+                history = await self.read(session_id)
+                if history:  # deleted while the caller was busy with an earlier session
+                    yield session_id, history
+            if len(page) < SESSION_PAGE:
+                return
+            after = page[-1]
+
+    async def documents(self, registry: str) -> Mapping[str, str]:
+        return await self._read(partial(_select_documents, registry))
+
+    async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        self._check_open()
+        assert self._reader_pool is not None
+        return await asyncio.get_running_loop().run_in_executor(self._reader_pool, self._run_read, query)
+
+    def _run_read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        connection = self._readers.get()  # never waits: the pool has one thread per connection
+        try:
+            return query(connection)
+        except sqlite3.Error as exc:
+            raise StorageError(f"reading {self._path} failed: {exc}") from exc
+        finally:
+            self._readers.put(connection)
+
+
+# -- statements, run on the writer or a reader thread ------------------------------------------
+
+
+def _prepare(connection: sqlite3.Connection, synchronous: str, path: Path) -> None:
+    (mode,) = connection.execute("PRAGMA journal_mode = WAL").fetchone()
+    if str(mode).lower() != "wal":
+        raise StorageError(f"{path} cannot use write-ahead logging (journal mode stays {mode!r})")
+    connection.execute(f"PRAGMA synchronous = {synchronous}")  # one of SYNCHRONOUS_MODES
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        listing = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        tables = {name for (name,) in listing}
+        if tables:
+            _check_schema(connection, tables, path)
+        else:
+            for statement in _SCHEMA:
+                connection.execute(statement)
+            connection.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+
+
+def _check_schema(connection: sqlite3.Connection, tables: set[str], path: Path) -> None:
+    if "schema_version" not in tables:
+        raise StorageError(
+            f"{path} is an SQLite database but not a pymacp store (it has no schema_version table); "
+            "point the runtime at a new file or an existing pymacp store"
+        )
+    (version,) = connection.execute("SELECT max(version) FROM schema_version").fetchone()
+    if version == SCHEMA_VERSION:
+        return
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise StorageError(
+            f"{path} uses store schema {version}, written by a newer pymacp; this one reads schema "
+            f"{SCHEMA_VERSION}, so upgrade pymacp to open it"
+        )
+    raise StorageError(
+        f"{path} has an unknown store schema version {version!r}; this pymacp reads schema {SCHEMA_VERSION}"
+    )
+
+
+def _apply(connection: sqlite3.Connection, write: _Write) -> StorageError | None:
+    """Run one caller's write in a savepoint; on failure undo it alone and report why."""
+    connection.execute("SAVEPOINT write")
+    try:
+        write.apply(connection)
+    except (sqlite3.Error, StorageError) as exc:
+        connection.execute("ROLLBACK TO write")
+        connection.execute("RELEASE write")
+        if isinstance(exc, StorageError):
+            return exc
+        error = StorageError(f"the write was refused and nothing of it was stored: {exc}")
+        error.__cause__ = exc
+        return error
+    connection.execute("RELEASE write")
+    return None
+
+
+def _insert(session_id: str, rows: list[Row], connection: sqlite3.Connection) -> None:
+    last = connection.execute(
+        "SELECT idx FROM entries WHERE session_id = ? ORDER BY idx DESC LIMIT 1", (session_id,)
+    ).fetchone()
+    stored = 0 if last is None else last[0] + 1
+    if rows[0].idx != stored:
+        raise continuation_error(session_id, stored, rows[0].idx)
+    connection.executemany(
+        "INSERT INTO entries (session_id, idx, ordinal, kind, accepted_at, envelope, binding) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(session_id, *row) for row in rows],
+    )
+
+
+def _execute(sql: str, params: tuple[str, ...], connection: sqlite3.Connection) -> None:
+    connection.execute(sql, params)
+
+
+def _select_entries(
+    sql: str, session_id: str, params: tuple[object, ...], connection: sqlite3.Connection
+) -> list[HistoryEntry]:
+    return [from_row(session_id, row) for row in connection.execute(sql, params)]
+
+
+def _session_ids(after: str, connection: sqlite3.Connection) -> list[str]:
+    sql = "SELECT session_id FROM entries WHERE idx = 0 AND session_id > ? ORDER BY session_id LIMIT ?"
+    return [session_id for (session_id,) in connection.execute(sql, (after, SESSION_PAGE))]
+
+
+def _select_documents(registry: str, connection: sqlite3.Connection) -> dict[str, str]:
+    sql = "SELECT key, document FROM documents WHERE registry = ? ORDER BY key"
+    return dict(connection.execute(sql, (registry,)))
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _settle(writes: list[_Write], outcomes: Sequence[StorageError | None]) -> None:
+    """Resolve every caller's future on its own loop, with one wake-up per loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], StorageError | None]]] = {}
+    for write, outcome in zip(writes, outcomes, strict=True):
+        by_loop.setdefault(write.loop, []).append((write.future, None if outcome is None else _copy(outcome)))
+    for loop, settled in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody is waiting any more
+            loop.call_soon_threadsafe(_resolve, settled)
+
+
+def _resolve(settled: list[tuple[asyncio.Future[None], StorageError | None]]) -> None:
+    for future, error in settled:
+        if future.done():  # the caller was cancelled; the write happened regardless
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+
+def _copy(error: StorageError) -> StorageError:
+    """A fresh exception per caller, so concurrent tracebacks do not share one object."""
+    copy = StorageError(*error.args)
+    copy.__cause__ = error.__cause__
+    return copy
+
+
+def _make_directories(directory: Path) -> list[Path]:
+    """Create ``directory`` if needed; return the directories whose entries changed."""
+    missing: list[Path] = []
+    current = directory
+    while not current.exists() and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    return [path.parent for path in missing]
+
+
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
