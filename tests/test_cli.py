@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -15,15 +17,35 @@ def test_version() -> None:
     assert __version__ in result.output
 
 
-def test_serve_stub_says_it_is_not_available() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "pymacp", "serve"], capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 2
-    assert "not implemented yet" in result.stderr
-
-
 def test_help_describes_the_commands() -> None:
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0
     assert "serve" in result.output
+
+
+def test_serve_help_names_the_environment_variables() -> None:
+    result = CliRunner().invoke(main, ["serve", "--help"])
+    assert result.exit_code == 0
+    for name in (
+        "MACP_BIND_ADDR",
+        "MACP_DATA_DIR",
+        "MACP_MEMORY_ONLY",
+        "MACP_ALLOW_INSECURE",
+        "MACP_AUTH_TOKENS_JSON",
+    ):
+        assert name in result.output
+
+
+def test_serve_refuses_to_run_without_tls_or_insecure_flag(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MACP_")}
+    env["MACP_DATA_DIR"] = str(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "pymacp", "serve"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "TLS is required" in result.stderr

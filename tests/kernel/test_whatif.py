@@ -129,3 +129,40 @@ def test_entries_after_the_end_are_not_open_and_a_failed_start_means_no_session(
     assert isinstance(result, WhatIfResult)
     assert {e.recorded.kind for e in result.entries} == {OutcomeKind.NO_SESSION}
     assert result.recorded.state is SessionState.UNSPECIFIED
+
+
+def test_commitments_naming_the_recorded_policy_are_judged_by_the_candidates_rules() -> None:
+    kernel = Kernel()
+    start = core_pb2.SessionStartPayload(
+        participants=[LEAD, ALICE, BOB],
+        mode_version="1.0.0",
+        configuration_version="cfg-1",
+        policy_version="policy.default",
+        ttl_ms=60_000,
+    )
+    commit = core_pb2.CommitmentPayload(
+        commitment_id="c1",
+        action="decision.selected",
+        authority_scope="release",
+        reason="lead decides",
+        mode_version="1.0.0",
+        configuration_version="cfg-1",
+        policy_version="policy.default",  # as the SDK writes it: the session's policy, by name
+        outcome_positive=True,
+    )
+    session = None
+    history: list[HistoryEntry] = []
+    for sender, kind, mid, payload in [
+        (LEAD, "SessionStart", "m0", start),
+        (ALICE, "Proposal", "m1", decision_pb2.ProposalPayload(proposal_id="p1", option="ship")),
+        (LEAD, "Commitment", "m2", commit),
+    ]:
+        decision = kernel.decide(session, Identity(sender), _env(kind, mid, payload.SerializeToString()), T0)
+        assert isinstance(decision, Accepted), decision
+        session, history = decision.session, history + list(decision.entries)
+    lenient = what_if(history, OPEN_POLICY)
+    assert isinstance(lenient, WhatIfResult) and lenient.first_divergence is None
+    strict = what_if(history, MAJORITY_V3)
+    assert isinstance(strict, WhatIfResult) and strict.first_divergence == 2
+    (denial,) = strict.denials
+    assert b'"code":"no_votes"' in denial.candidate.details

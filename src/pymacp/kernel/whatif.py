@@ -96,7 +96,10 @@ def what_if(
             ErrorCode.INVALID_POLICY_DEFINITION,
             f"candidate policy {candidate.policy_id!r} governs mode {candidate.mode!r}, not {mode!r}",
         )
-    swapped = [replace(history[0], binding=replace(binding, policy=candidate)), *history[1:]]
+    # The recorded Commitments name the recorded policy id; the candidate's rules are judged
+    # under that id, so a Commitment is not refused merely for naming the policy it was sent under.
+    stand_in = replace(candidate, policy_id=binding.policy.policy_id)
+    swapped = [replace(history[0], binding=replace(binding, policy=stand_in)), *history[1:]]
     recorded_outcomes, recorded_run = _run(kernel, history)
     candidate_outcomes, candidate_run = _run(kernel, swapped)
     entries = tuple(
