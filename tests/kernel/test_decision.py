@@ -3,106 +3,30 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from macp.modes.decision.v1 import decision_pb2
 from macp.v1 import core_pb2
 
-from pymacp.kernel import (
-    Accepted,
-    Envelope,
-    ErrorCode,
-    Identity,
-    Kernel,
-    PolicyDescriptor,
-    Registry,
-    Rejected,
-    Rejection,
-    Session,
-    SessionState,
-    catalog,
-)
+from kernel_driver import POLICY_ID, SessionDriver
+from pymacp.kernel import ErrorCode, SessionState
 
 MODE = "macp.mode.decision.v1"
-SID = "3f1b6f3e-1d2c-4b5a-9c8d-7e6f5a4b3c2d"
-T0 = 1_780_000_000_000
 ORCH, A, B, OUTSIDER = "agent://orchestrator", "agent://a", "agent://b", "agent://outsider"
-POLICY_ID = "policy.test.decision"
 
 
-class Run:
-    """One Decision session driven through ``Kernel.decide``."""
-
-    def __init__(
-        self,
-        participants: tuple[str, ...] = (ORCH, A, B),
-        rules: dict[str, Any] | None = None,
-        schema_version: int = 3,
-    ) -> None:
-        self.kernel = Kernel()
-        self.count = 0
-        policy_version = ""
-        policies: dict[str, PolicyDescriptor] = {}
-        if rules is not None:
-            policy_version = POLICY_ID
-            policies[POLICY_ID] = PolicyDescriptor(POLICY_ID, MODE, "test", rules, schema_version)
-        self.policy_version = policy_version
-        start = core_pb2.SessionStartPayload(
-            intent="test",
-            participants=list(participants),
-            mode_version="1.0.0",
-            configuration_version="cfg-1",
-            policy_version=policy_version,
-            ttl_ms=60_000,
-        )
-        decision = self.kernel.decide(
-            None, Identity(ORCH), self.envelope(ORCH, "SessionStart", start), T0, Registry(policies)
-        )
-        assert isinstance(decision, Accepted), decision
-        self.session: Session = decision.session
-
-    def envelope(self, sender: str, message_type: str, payload: Any) -> Envelope:
-        self.count += 1
-        data = payload if isinstance(payload, bytes) else payload.SerializeToString()
-        return Envelope("1.0", MODE, message_type, f"m{self.count}", SID, sender, T0 + self.count, data)
-
-    def send(self, sender: str, message_type: str, payload: Any) -> Accepted | Rejected:
-        env = self.envelope(sender, message_type, payload)
-        decision = self.kernel.decide(self.session, Identity(sender), env, T0 + self.count)
-        assert isinstance(decision, Accepted | Rejected), decision
-        if isinstance(decision, Accepted):
-            self.session = decision.session
-        return decision
-
-    def ok(self, sender: str, message_type: str, payload: Any) -> None:
-        decision = self.send(sender, message_type, payload)
-        assert isinstance(decision, Accepted), decision
-
-    def no(self, code: ErrorCode, sender: str, message_type: str, payload: Any) -> Rejection:
-        before = self.project()
-        decision = self.send(sender, message_type, payload)
-        assert isinstance(decision, Rejected), f"expected {code}, got {decision}"
-        assert decision.rejection.code == code, decision.rejection
-        assert self.project() == before  # a rejected message leaves no trace
-        return decision.rejection
-
-    def project(self) -> dict[str, Any]:
-        return catalog.spec_for(self.session.mode_descriptor).project(self.session.mode_state)
-
-    def commitment(self, positive: bool = True, **fields: Any) -> core_pb2.CommitmentPayload:
-        values: dict[str, Any] = {
-            "commitment_id": f"c{self.count}",
-            "action": "decision.selected" if positive else "decision.rejected",
-            "authority_scope": "test",
-            "reason": "because",
-            "mode_version": "1.0.0",
-            "configuration_version": "cfg-1",
-            "policy_version": self.policy_version,
-            "outcome_positive": positive,
-        }
-        values.update(fields)
-        return core_pb2.CommitmentPayload(**values)
+def start(
+    participants: Sequence[str] = (ORCH, A, B),
+    rules: dict[str, Any] | None = None,
+    schema_version: int = 3,
+    stored: bool = False,
+) -> SessionDriver:
+    """A Decision session the orchestrator starts."""
+    return SessionDriver.start(
+        MODE, ORCH, participants, rules=rules, schema_version=schema_version, stored=stored
+    )
 
 
 def proposal(
@@ -129,7 +53,7 @@ def vote(pid: str = "p1", value: str = "APPROVE", reason: str = "fine") -> decis
 
 # ---------------------------------------------------------------- start and phases
 def test_a_new_session_is_in_the_proposal_phase_with_empty_state() -> None:
-    assert Run().project() == {
+    assert start().state == {
         "phase": "Proposal",
         "proposals": {},
         "evaluations": [],
@@ -139,82 +63,82 @@ def test_a_new_session_is_in_the_proposal_phase_with_empty_state() -> None:
 
 
 def test_phases_move_proposal_evaluation_voting_committed() -> None:
-    run = Run()
+    run = start()
     run.ok(ORCH, "Proposal", proposal())
-    assert run.project()["phase"] == "Evaluation"
+    assert run.state["phase"] == "Evaluation"
     run.ok(A, "Vote", vote())
-    assert run.project()["phase"] == "Voting"
+    assert run.state["phase"] == "Voting"
     run.ok(ORCH, "Commitment", run.commitment())
-    assert run.project()["phase"] == "Committed"
+    assert run.state["phase"] == "Committed"
     assert run.session.state is SessionState.RESOLVED
 
 
 def test_zero_participants_session_can_start_but_never_progress() -> None:
-    run = Run(participants=())
-    run.no(ErrorCode.FORBIDDEN, ORCH, "Proposal", proposal())
-    run.no(ErrorCode.INVALID_ENVELOPE, ORCH, "Commitment", run.commitment())
+    run = start(participants=())
+    run.refused(ORCH, "Proposal", proposal(), ErrorCode.FORBIDDEN)
+    run.refused(ORCH, "Commitment", run.commitment(), ErrorCode.INVALID_ENVELOPE)
     assert run.session.state is SessionState.OPEN
 
 
 def test_undecodable_payload_is_invalid() -> None:
-    Run().no(ErrorCode.INVALID_ENVELOPE, ORCH, "Proposal", b"\xff\xff\xff")
+    start().refused(ORCH, "Proposal", b"\xff\xff\xff", ErrorCode.INVALID_ENVELOPE)
 
 
 def test_unknown_message_type_is_invalid() -> None:
-    Run().no(ErrorCode.INVALID_ENVELOPE, A, "Accept", b"")
+    start().refused(A, "Accept", b"", ErrorCode.INVALID_ENVELOPE)
 
 
 # ---------------------------------------------------------------- Proposal
 def test_proposal_is_recorded_with_its_sender() -> None:
-    run = Run()
+    run = start()
     run.ok(A, "Proposal", proposal("p1", "deploy", "ready"))
-    assert run.project()["proposals"] == {
+    assert run.state["proposals"] == {
         "p1": {"proposal_id": "p1", "option": "deploy", "rationale": "ready", "sender": A}
     }
 
 
 def test_proposal_from_a_non_participant_is_forbidden_even_from_the_initiator() -> None:
-    run = Run(participants=(A, B))
-    run.no(ErrorCode.FORBIDDEN, OUTSIDER, "Proposal", proposal())
-    run.no(ErrorCode.FORBIDDEN, ORCH, "Proposal", proposal())
+    run = start(participants=(A, B))
+    run.refused(OUTSIDER, "Proposal", proposal(), ErrorCode.FORBIDDEN)
+    run.refused(ORCH, "Proposal", proposal(), ErrorCode.FORBIDDEN)
 
 
 def test_outsider_is_forbidden_before_a_bad_payload_is_noticed() -> None:
-    Run().no(ErrorCode.FORBIDDEN, OUTSIDER, "Proposal", b"\xff\xff\xff")
+    start().refused(OUTSIDER, "Proposal", b"\xff\xff\xff", ErrorCode.FORBIDDEN)
 
 
 @pytest.mark.parametrize(("pid", "option"), [("", "deploy"), ("  ", "deploy"), ("p1", ""), ("p1", " ")])
 def test_proposal_needs_an_id_and_an_option(pid: str, option: str) -> None:
-    Run().no(ErrorCode.INVALID_ENVELOPE, ORCH, "Proposal", proposal(pid, option))
+    start().refused(ORCH, "Proposal", proposal(pid, option), ErrorCode.INVALID_ENVELOPE)
 
 
 def test_proposal_ids_are_unique() -> None:
-    run = Run()
+    run = start()
     run.ok(ORCH, "Proposal", proposal("p1"))
-    rejection = run.no(ErrorCode.INVALID_ENVELOPE, A, "Proposal", proposal("p1", "other"))
+    rejection = run.refused(A, "Proposal", proposal("p1", "other"), ErrorCode.INVALID_ENVELOPE)
     assert "p1" in rejection.message
 
 
 def test_more_proposals_are_welcome_until_voting_starts() -> None:
-    run = Run()
+    run = start()
     run.ok(ORCH, "Proposal", proposal("p1"))
     run.ok(A, "Proposal", proposal("p2"))
     run.ok(B, "Vote", vote("p2"))
-    run.no(ErrorCode.INVALID_ENVELOPE, A, "Proposal", proposal("p3"))
-    assert sorted(run.project()["proposals"]) == ["p1", "p2"]
+    run.refused(A, "Proposal", proposal("p3"), ErrorCode.INVALID_ENVELOPE)
+    assert sorted(run.state["proposals"]) == ["p1", "p2"]
 
 
 # ---------------------------------------------------------------- Evaluation
 def test_evaluation_is_recorded_uppercase_in_arrival_order() -> None:
-    run = Run()
+    run = start()
     run.ok(ORCH, "Proposal", proposal())
     run.ok(B, "Evaluation", evaluation(recommendation="approve", confidence=0.7, reason="good"))
     run.ok(A, "Evaluation", evaluation(recommendation="REVIEW", confidence=0.0, reason="later"))
-    assert run.project()["evaluations"] == [
+    assert run.state["evaluations"] == [
         {"proposal_id": "p1", "recommendation": "APPROVE", "confidence": 0.7, "reason": "good", "sender": B},
         {"proposal_id": "p1", "recommendation": "REVIEW", "confidence": 0.0, "reason": "later", "sender": A},
     ]
-    assert run.project()["phase"] == "Evaluation"
+    assert run.state["phase"] == "Evaluation"
 
 
 @pytest.mark.parametrize(
@@ -229,33 +153,33 @@ def test_evaluation_is_recorded_uppercase_in_arrival_order() -> None:
     ],
 )
 def test_bad_evaluations_are_invalid(payload: decision_pb2.EvaluationPayload) -> None:
-    run = Run()
+    run = start()
     run.ok(ORCH, "Proposal", proposal())
-    run.no(ErrorCode.INVALID_ENVELOPE, A, "Evaluation", payload)
+    run.refused(A, "Evaluation", payload, ErrorCode.INVALID_ENVELOPE)
 
 
 def test_evaluation_before_any_proposal_or_after_voting_is_invalid() -> None:
-    run = Run()
-    run.no(ErrorCode.INVALID_ENVELOPE, A, "Evaluation", evaluation())
+    run = start()
+    run.refused(A, "Evaluation", evaluation(), ErrorCode.INVALID_ENVELOPE)
     run.ok(ORCH, "Proposal", proposal())
     run.ok(A, "Vote", vote())
-    rejection = run.no(ErrorCode.INVALID_ENVELOPE, B, "Evaluation", evaluation())
+    rejection = run.refused(B, "Evaluation", evaluation(), ErrorCode.INVALID_ENVELOPE)
     assert "Vote" in rejection.message
 
 
 def test_evaluation_from_an_outsider_is_forbidden() -> None:
-    run = Run()
+    run = start()
     run.ok(ORCH, "Proposal", proposal())
-    run.no(ErrorCode.FORBIDDEN, OUTSIDER, "Evaluation", evaluation())
+    run.refused(OUTSIDER, "Evaluation", evaluation(), ErrorCode.FORBIDDEN)
 
 
 # ---------------------------------------------------------------- Objection
 def test_objections_are_recorded_in_arrival_order_with_normalized_severity() -> None:
-    run = Run()
+    run = start()
     run.ok(ORCH, "Proposal", proposal())
     run.ok(B, "Objection", objection(severity="CRITICAL", reason="freeze"))
     run.ok(A, "Objection", objection(severity="", reason="minor"))
-    assert run.project()["objections"] == [
+    assert run.state["objections"] == [
         {"proposal_id": "p1", "reason": "freeze", "severity": "critical", "sender": B},
         {"proposal_id": "p1", "reason": "minor", "severity": "medium", "sender": A},
     ]
@@ -263,28 +187,28 @@ def test_objections_are_recorded_in_arrival_order_with_normalized_severity() -> 
 
 @pytest.mark.parametrize("payload", [objection(pid="p-does-not-exist"), objection(severity="severe")])
 def test_bad_objections_are_invalid(payload: decision_pb2.ObjectionPayload) -> None:
-    run = Run()
+    run = start()
     run.ok(ORCH, "Proposal", proposal())
-    run.no(ErrorCode.INVALID_ENVELOPE, B, "Objection", payload)
+    run.refused(B, "Objection", payload, ErrorCode.INVALID_ENVELOPE)
 
 
 def test_objection_after_voting_started_is_invalid() -> None:
-    run = Run()
+    run = start()
     run.ok(ORCH, "Proposal", proposal())
     run.ok(A, "Vote", vote())
-    run.no(ErrorCode.INVALID_ENVELOPE, B, "Objection", objection(severity="critical"))
+    run.refused(B, "Objection", objection(severity="critical"), ErrorCode.INVALID_ENVELOPE)
 
 
 # ---------------------------------------------------------------- Vote
 def test_votes_are_recorded_per_proposal_and_sender() -> None:
-    run = Run()
+    run = start()
     run.ok(ORCH, "Proposal", proposal("p1"))
     run.ok(ORCH, "Proposal", proposal("p2"))
     run.ok(A, "Vote", vote("p1", "approve", "good"))
     # After the first Vote, any other declared participant may still vote, on any proposal.
     run.ok(B, "Vote", vote("p1", "REJECT", "risky"))
     run.ok(A, "Vote", vote("p2", "Abstain", "no view"))
-    assert run.project()["votes"] == {
+    assert run.state["votes"] == {
         "p1": {
             A: {"proposal_id": "p1", "vote": "APPROVE", "reason": "good", "sender": A},
             B: {"proposal_id": "p1", "vote": "REJECT", "reason": "risky", "sender": B},
@@ -294,64 +218,64 @@ def test_votes_are_recorded_per_proposal_and_sender() -> None:
 
 
 def test_a_second_vote_on_the_same_proposal_is_invalid_and_the_first_stands() -> None:
-    run = Run()
+    run = start()
     run.ok(ORCH, "Proposal", proposal())
     run.ok(A, "Vote", vote(value="APPROVE"))
-    run.no(ErrorCode.INVALID_ENVELOPE, A, "Vote", vote(value="REJECT"))
-    assert run.project()["votes"]["p1"][A]["vote"] == "APPROVE"
+    run.refused(A, "Vote", vote(value="REJECT"), ErrorCode.INVALID_ENVELOPE)
+    assert run.state["votes"]["p1"][A]["vote"] == "APPROVE"
 
 
 @pytest.mark.parametrize("payload", [vote(pid="p9"), vote(value="YES"), vote(value="")])
 def test_bad_votes_are_invalid(payload: decision_pb2.VotePayload) -> None:
-    run = Run()
+    run = start()
     run.ok(ORCH, "Proposal", proposal())
-    run.no(ErrorCode.INVALID_ENVELOPE, A, "Vote", payload)
-    assert run.project()["phase"] == "Evaluation"
+    run.refused(A, "Vote", payload, ErrorCode.INVALID_ENVELOPE)
+    assert run.state["phase"] == "Evaluation"
 
 
 def test_vote_before_any_proposal_is_invalid_and_outsider_vote_is_forbidden() -> None:
-    run = Run()
-    run.no(ErrorCode.INVALID_ENVELOPE, A, "Vote", vote())
+    run = start()
+    run.refused(A, "Vote", vote(), ErrorCode.INVALID_ENVELOPE)
     run.ok(ORCH, "Proposal", proposal())
-    run.no(ErrorCode.FORBIDDEN, OUTSIDER, "Vote", vote())
+    run.refused(OUTSIDER, "Vote", vote(), ErrorCode.FORBIDDEN)
 
 
 # ---------------------------------------------------------------- Commitment: authority, payload, readiness
 def test_commitment_from_someone_other_than_the_authority_is_forbidden() -> None:
-    run = Run()
+    run = start()
     run.ok(ORCH, "Proposal", proposal())
-    run.no(ErrorCode.FORBIDDEN, A, "Commitment", run.commitment())
+    run.refused(A, "Commitment", run.commitment(), ErrorCode.FORBIDDEN)
 
 
 def test_any_participant_authority_lets_a_participant_commit() -> None:
-    run = Run(rules={"commitment": {"authority": "any_participant"}})
+    run = start(rules={"commitment": {"authority": "any_participant"}})
     run.ok(ORCH, "Proposal", proposal())
-    run.no(ErrorCode.FORBIDDEN, OUTSIDER, "Commitment", run.commitment())
+    run.refused(OUTSIDER, "Commitment", run.commitment(), ErrorCode.FORBIDDEN)
     run.ok(A, "Commitment", run.commitment())
     assert run.session.state is SessionState.RESOLVED
 
 
 @pytest.mark.parametrize("positive", [True, False])
 def test_commitment_before_any_proposal_is_invalid_in_either_outcome(positive: bool) -> None:
-    run = Run(rules={"voting": {"algorithm": "none"}})
-    rejection = run.no(ErrorCode.INVALID_ENVELOPE, ORCH, "Commitment", run.commitment(positive))
+    run = start(rules={"voting": {"algorithm": "none"}})
+    rejection = run.refused(ORCH, "Commitment", run.commitment(positive), ErrorCode.INVALID_ENVELOPE)
     assert "Proposal" in rejection.message
 
 
 def test_payload_checks_run_before_readiness() -> None:
-    run = Run()
-    rejection = run.no(ErrorCode.INVALID_ENVELOPE, ORCH, "Commitment", run.commitment(reason=" "))
+    run = start()
+    rejection = run.refused(ORCH, "Commitment", run.commitment(reason=" "), ErrorCode.INVALID_ENVELOPE)
     assert "reason" in rejection.message
 
 
 def test_readiness_runs_before_policy() -> None:
-    run = Run(rules={"voting": {"algorithm": "unanimous"}})
-    run.no(ErrorCode.INVALID_ENVELOPE, ORCH, "Commitment", run.commitment())
+    run = start(rules={"voting": {"algorithm": "unanimous"}})
+    run.refused(ORCH, "Commitment", run.commitment(), ErrorCode.INVALID_ENVELOPE)
 
 
 @pytest.mark.parametrize("positive", [True, False])
 def test_default_policy_takes_the_outcome_at_face_value(positive: bool) -> None:
-    run = Run()
+    run = start()
     run.ok(ORCH, "Proposal", proposal())
     run.ok(ORCH, "Commitment", run.commitment(positive))
     assert run.session.state is SessionState.RESOLVED
@@ -359,22 +283,22 @@ def test_default_policy_takes_the_outcome_at_face_value(positive: bool) -> None:
 
 
 def test_a_resolved_session_accepts_nothing_more() -> None:
-    run = Run()
+    run = start()
     run.ok(ORCH, "Proposal", proposal())
     run.ok(ORCH, "Commitment", run.commitment())
-    run.no(ErrorCode.SESSION_NOT_OPEN, A, "Vote", vote())
+    run.refused(A, "Vote", vote(), ErrorCode.SESSION_NOT_OPEN)
 
 
 # ---------------------------------------------------------------- Commitment: policy
 def test_policy_denial_carries_structured_denials() -> None:
-    run = Run(
+    run = start(
         rules={"voting": {"algorithm": "majority"}, "objection_handling": {"critical_severity_vetoes": True}},
         schema_version=3,
     )
     run.ok(ORCH, "Proposal", proposal())
     run.ok(B, "Objection", objection(severity="critical"))
     run.ok(A, "Objection", objection(severity="critical"))
-    rejection = run.no(ErrorCode.POLICY_DENIED, ORCH, "Commitment", run.commitment())
+    rejection = run.refused(ORCH, "Commitment", run.commitment(), ErrorCode.POLICY_DENIED)
     assert [(d.code, d.participants) for d in rejection.denials] == [("veto", (A, B)), ("no_votes", ())]
     assert POLICY_ID in rejection.message
     assert rejection.details()["reasons"] == [d.message for d in rejection.denials]
@@ -382,53 +306,53 @@ def test_policy_denial_carries_structured_denials() -> None:
 
 
 def test_vote_gated_decline_needs_a_decisive_reject() -> None:
-    run = Run(rules={"voting": {"algorithm": "majority"}}, schema_version=2)
+    run = start(rules={"voting": {"algorithm": "majority"}}, schema_version=2)
     run.ok(ORCH, "Proposal", proposal())
-    denied = run.no(ErrorCode.POLICY_DENIED, ORCH, "Commitment", run.commitment(False))
+    denied = run.refused(ORCH, "Commitment", run.commitment(False), ErrorCode.POLICY_DENIED)
     assert [d.code for d in denied.denials] == ["no_votes"]
     run.ok(A, "Vote", vote(value="REJECT"))
     run.ok(B, "Vote", vote(value="REJECT"))
     run.ok(ORCH, "Commitment", run.commitment(False))
-    assert run.project()["phase"] == "Committed"
+    assert run.state["phase"] == "Committed"
 
 
 def test_votes_on_every_proposal_count_toward_the_tally() -> None:
-    run = Run(rules={"voting": {"algorithm": "majority", "threshold": 0.6}})
+    run = start(rules={"voting": {"algorithm": "majority", "threshold": 0.6}})
     run.ok(ORCH, "Proposal", proposal("p1"))
     run.ok(ORCH, "Proposal", proposal("p2"))
     run.ok(A, "Vote", vote("p1", "APPROVE"))
     run.ok(B, "Vote", vote("p2", "REJECT"))
-    denied = run.no(ErrorCode.POLICY_DENIED, ORCH, "Commitment", run.commitment())
+    denied = run.refused(ORCH, "Commitment", run.commitment(), ErrorCode.POLICY_DENIED)
     assert [d.code for d in denied.denials] == ["threshold_not_met"]
     run.ok(A, "Vote", vote("p2", "APPROVE"))  # 2 approve / 3 decisive = 0.67 >= 0.6
     run.ok(ORCH, "Commitment", run.commitment())
 
 
 def test_weighted_policy_through_the_mode() -> None:
-    run = Run(rules={"voting": {"algorithm": "weighted", "weights": {A: 1, B: 3}}})
+    run = start(rules={"voting": {"algorithm": "weighted", "weights": {A: 1, B: 3}}})
     run.ok(ORCH, "Proposal", proposal())
     run.ok(A, "Vote", vote(value="APPROVE"))
     run.ok(B, "Vote", vote(value="REJECT"))
     run.ok(ORCH, "Vote", vote(value="APPROVE"))  # not in the weights map: weight 0
-    run.no(ErrorCode.POLICY_DENIED, ORCH, "Commitment", run.commitment())
+    run.refused(ORCH, "Commitment", run.commitment(), ErrorCode.POLICY_DENIED)
     run.ok(ORCH, "Commitment", run.commitment(False))
 
 
 def test_evaluation_requirements_through_the_mode() -> None:
-    run = Run(rules={"evaluation": {"required_before_voting": True, "minimum_confidence": 0.6}})
+    run = start(rules={"evaluation": {"required_before_voting": True, "minimum_confidence": 0.6}})
     run.ok(ORCH, "Proposal", proposal())
     run.ok(A, "Evaluation", evaluation(recommendation="REVIEW", confidence=0.9))
-    denied = run.no(ErrorCode.POLICY_DENIED, ORCH, "Commitment", run.commitment())
+    denied = run.refused(ORCH, "Commitment", run.commitment(), ErrorCode.POLICY_DENIED)
     assert [d.code for d in denied.denials] == ["evaluation_required"]
     run.ok(B, "Evaluation", evaluation(recommendation="BLOCK", confidence=0.5))
-    denied = run.no(ErrorCode.POLICY_DENIED, ORCH, "Commitment", run.commitment())
+    denied = run.refused(ORCH, "Commitment", run.commitment(), ErrorCode.POLICY_DENIED)
     assert [d.code for d in denied.denials] == ["confidence_below_minimum"]
     run.ok(A, "Evaluation", evaluation(recommendation="APPROVE", confidence=0.6))
     run.ok(ORCH, "Commitment", run.commitment())
 
 
 def test_finalize_decline_objection_authorizes_a_decline_through_the_mode() -> None:
-    run = Run(
+    run = start(
         rules={
             "voting": {"algorithm": "majority", "quorum": {"type": "count", "value": 2}},
             "objection_handling": {
@@ -440,13 +364,14 @@ def test_finalize_decline_objection_authorizes_a_decline_through_the_mode() -> N
     )
     run.ok(ORCH, "Proposal", proposal())
     run.ok(B, "Objection", objection(severity="critical"))
-    denied = run.no(ErrorCode.POLICY_DENIED, ORCH, "Commitment", run.commitment())
+    denied = run.refused(ORCH, "Commitment", run.commitment(), ErrorCode.POLICY_DENIED)
     assert [d.code for d in denied.denials] == ["veto", "quorum_not_met", "no_votes"]
     run.ok(ORCH, "Commitment", run.commitment(False))
 
 
 def test_unsupported_schema_version_is_denied_at_commitment() -> None:
-    run = Run(rules={"voting": {"algorithm": "none"}}, schema_version=4)
+    # Registration refuses schema_version 4; a descriptor stored before that still binds.
+    run = start(rules={"voting": {"algorithm": "none"}}, schema_version=4, stored=True)
     run.ok(ORCH, "Proposal", proposal())
-    denied = run.no(ErrorCode.POLICY_DENIED, ORCH, "Commitment", run.commitment())
+    denied = run.refused(ORCH, "Commitment", run.commitment(), ErrorCode.POLICY_DENIED)
     assert [d.code for d in denied.denials] == ["unsupported_schema_version"]

@@ -6,125 +6,53 @@ import json
 from typing import Any
 
 import pytest
-from google.protobuf.message import Message
 from macp.modes.multi_round.v1 import multi_round_pb2
-from macp.v1 import core_pb2
 
 import macp_fixtures as fx
-from pymacp.kernel import (
-    Accepted,
-    Decision,
-    Envelope,
-    ErrorCode,
-    HistoryEntry,
-    Identity,
-    Kernel,
-    Rejected,
-    Rejection,
-    Session,
-    SessionState,
-    catalog,
-)
+from kernel_driver import SessionDriver, start_session
+from pymacp.kernel import ErrorCode, Rejected, SessionState
 from pymacp.kernel.modes.multi_round import decode_contribution
-from pymacp.kernel.replay import replay
 
 MODE = "ext.multi_round.v1"
-SID = "4c5d6e7f-8a9b-4c0d-9e1f-2a3b4c5d6e7f"
-T0 = 1_780_000_000_000
-KERNEL = Kernel()
 COORD = "agent://coordinator"
 ALICE = "agent://alice"
 BOB = "agent://bob"
 OUTSIDER = "agent://mallory"
 
 
-class Run:
-    """One multi-round session: send messages, keep the accepted history."""
-
-    def __init__(self, participants: list[str] | None = None) -> None:
-        self.now = T0
-        start = core_pb2.SessionStartPayload(
-            participants=[ALICE, BOB] if participants is None else participants,
-            mode_version="1.0.0",
-            configuration_version="cfg-1",
-            ttl_ms=60_000,
-        )
-        env = Envelope("1.0", MODE, "SessionStart", "m0", SID, COORD, T0, start.SerializeToString())
-        decision = KERNEL.decide(None, Identity(COORD), env, T0)
-        assert isinstance(decision, Accepted), decision
-        self.session: Session = decision.session
-        self.history: list[HistoryEntry] = list(decision.entries)
-
-    def send(self, sender: str, message_type: str, payload: Message | bytes) -> Decision:
-        self.now += 1
-        data = payload if isinstance(payload, bytes) else payload.SerializeToString()
-        env = Envelope("1.0", MODE, message_type, f"m{self.now - T0}", SID, sender, self.now, data)
-        decision = KERNEL.decide(self.session, Identity(sender), env, self.now)
-        if isinstance(decision, Accepted):
-            self.session = decision.session
-            self.history.extend(decision.entries)
-        return decision
-
-    def ok(self, sender: str, message_type: str, payload: Message | bytes) -> None:
-        decision = self.send(sender, message_type, payload)
-        assert isinstance(decision, Accepted), decision
-
-    def refused(self, sender: str, message_type: str, payload: Message | bytes, code: ErrorCode) -> Rejection:
-        before = self.session
-        decision = self.send(sender, message_type, payload)
-        assert isinstance(decision, Rejected), decision
-        assert decision.rejection.code == code, decision.rejection
-        assert self.session is before
-        return decision.rejection
-
-    def contribute(self, sender: str, value: str) -> None:
-        self.ok(sender, "Contribute", multi_round_pb2.ContributePayload(value=value))
-
-    @property
-    def projection(self) -> dict[str, Any]:
-        return catalog.spec_for(self.session.mode_descriptor).project(self.session.mode_state)
+def start(participants: list[str] | None = None) -> SessionDriver:
+    """A multi-round session the coordinator starts."""
+    return SessionDriver.start(MODE, COORD, [ALICE, BOB] if participants is None else participants)
 
 
-def commitment(**fields: Any) -> core_pb2.CommitmentPayload:
-    values: dict[str, Any] = {
-        "commitment_id": "c1",
-        "action": "multi_round.converged",
-        "authority_scope": "test",
-        "reason": "done",
-        "mode_version": "1.0.0",
-        "configuration_version": "cfg-1",
-        "outcome_positive": True,
-    }
-    values.update(fields)
-    return core_pb2.CommitmentPayload(**values)
+def contribute(run: SessionDriver, sender: str, value: str) -> None:
+    run.ok(sender, "Contribute", multi_round_pb2.ContributePayload(value=value))
 
 
 # ---------------------------------------------------------------- start
 def test_start_needs_a_participant() -> None:
-    start = core_pb2.SessionStartPayload(mode_version="1.0.0", configuration_version="cfg-1", ttl_ms=1000)
-    env = Envelope("1.0", MODE, "SessionStart", "m0", SID, COORD, T0, start.SerializeToString())
-    decision = KERNEL.decide(None, Identity(COORD), env, T0)
+    decision = start_session(MODE, COORD, [])
     assert isinstance(decision, Rejected)
     assert decision.rejection.code is ErrorCode.INVALID_ENVELOPE
 
 
 # ---------------------------------------------------------------- rounds and convergence
 def test_rounds_advance_on_new_or_changed_values_until_all_agree() -> None:
-    run = Run()
-    assert run.projection == {
+    run = start()
+    assert run.state == {
         "round": 0,
         "participants": [ALICE, BOB],
         "contributions": {},
         "convergence_type": "all_equal",
         "converged": False,
     }
-    run.contribute(ALICE, "a")
-    run.contribute(ALICE, "a")  # unchanged: accepted, no new round
-    assert run.projection["round"] == 1
-    run.contribute(BOB, "b")
-    assert run.projection["converged"] is False
+    contribute(run, ALICE, "a")
+    contribute(run, ALICE, "a")  # unchanged: accepted, no new round
+    assert run.state["round"] == 1
+    contribute(run, BOB, "b")
+    assert run.state["converged"] is False
     run.ok(BOB, "Contribute", b'{"value": "a"}')  # the legacy JSON form
-    assert run.projection == {
+    assert run.state == {
         "round": 3,
         "participants": [ALICE, BOB],
         "contributions": {ALICE: "a", BOB: "a"},
@@ -135,44 +63,44 @@ def test_rounds_advance_on_new_or_changed_values_until_all_agree() -> None:
         ALICE, "Contribute", multi_round_pb2.ContributePayload(value="c"), ErrorCode.INVALID_ENVELOPE
     )
     assert "converged" in rejection.message
-    run.ok(COORD, "Commitment", commitment())
+    run.ok(COORD, "Commitment", run.commitment())
     assert run.session.state is SessionState.RESOLVED
-    assert replay(run.history) == run.session
+    assert run.replay() == run.session
 
 
 def test_a_listed_initiator_need_not_contribute_but_must_agree_if_it_does() -> None:
-    run = Run([COORD, ALICE, BOB])
-    run.contribute(COORD, "x")
-    run.contribute(ALICE, "a")
-    run.contribute(BOB, "a")
-    assert run.projection["converged"] is False  # the initiator's recorded value differs
-    run.contribute(COORD, "a")
-    assert run.projection["converged"] is True
+    run = start([COORD, ALICE, BOB])
+    contribute(run, COORD, "x")
+    contribute(run, ALICE, "a")
+    contribute(run, BOB, "a")
+    assert run.state["converged"] is False  # the initiator's recorded value differs
+    contribute(run, COORD, "a")
+    assert run.state["converged"] is True
 
 
 def test_a_listed_initiator_is_not_waited_for() -> None:
-    run = Run([COORD, ALICE])
-    run.contribute(ALICE, "a")
-    assert run.projection["converged"] is True
+    run = start([COORD, ALICE])
+    contribute(run, ALICE, "a")
+    assert run.state["converged"] is True
 
 
 def test_a_sole_participant_initiator_must_contribute() -> None:
-    run = Run([COORD])
-    run.refused(COORD, "Commitment", commitment(), ErrorCode.INVALID_ENVELOPE)
-    run.contribute(COORD, "solo")
-    assert run.projection["converged"] is True
-    run.ok(COORD, "Commitment", commitment())
+    run = start([COORD])
+    run.refused(COORD, "Commitment", run.commitment(), ErrorCode.INVALID_ENVELOPE)
+    contribute(run, COORD, "solo")
+    assert run.state["converged"] is True
+    run.ok(COORD, "Commitment", run.commitment())
 
 
 # ---------------------------------------------------------------- Contribute
 def test_contribute_rules() -> None:
-    run = Run()
+    run = start()
     run.refused(OUTSIDER, "Contribute", multi_round_pb2.ContributePayload(value="a"), ErrorCode.FORBIDDEN)
     run.refused(COORD, "Contribute", multi_round_pb2.ContributePayload(value="a"), ErrorCode.FORBIDDEN)
     run.refused(OUTSIDER, "Contribute", b"", ErrorCode.FORBIDDEN)  # the sender is checked first
     for bad in (b"", b"\xff\x00garbage", b'{"value": 5}', b"\x10\x01"):
         run.refused(ALICE, "Contribute", bad, ErrorCode.INVALID_ENVELOPE)
-    assert run.projection["round"] == 0
+    assert run.state["round"] == 0
 
 
 @pytest.mark.parametrize(
@@ -196,19 +124,19 @@ def test_decode_contribution_refuses(data: bytes) -> None:
 
 # ---------------------------------------------------------------- Commitment
 def test_commitment_rules() -> None:
-    run = Run()
-    rejection = run.refused(COORD, "Commitment", commitment(), ErrorCode.INVALID_ENVELOPE)
+    run = start()
+    rejection = run.refused(COORD, "Commitment", run.commitment(), ErrorCode.INVALID_ENVELOPE)
     assert "converged" in rejection.message
-    run.contribute(ALICE, "a")
-    run.contribute(BOB, "a")
-    run.refused(ALICE, "Commitment", commitment(), ErrorCode.FORBIDDEN)
-    run.refused(COORD, "Commitment", commitment(commitment_id=""), ErrorCode.INVALID_ENVELOPE)
-    run.ok(COORD, "Commitment", commitment())
+    contribute(run, ALICE, "a")
+    contribute(run, BOB, "a")
+    run.refused(ALICE, "Commitment", run.commitment(), ErrorCode.FORBIDDEN)
+    run.refused(COORD, "Commitment", run.commitment(commitment_id=""), ErrorCode.INVALID_ENVELOPE)
+    run.ok(COORD, "Commitment", run.commitment())
 
 
 def test_commitment_readiness_is_checked_before_its_fields() -> None:
-    run = Run()
-    rejection = run.refused(COORD, "Commitment", commitment(commitment_id=""), ErrorCode.INVALID_ENVELOPE)
+    run = start()
+    rejection = run.refused(COORD, "Commitment", run.commitment(commitment_id=""), ErrorCode.INVALID_ENVELOPE)
     assert "converged" in rejection.message
 
 
@@ -239,13 +167,13 @@ def test_contribute_vectors_through_the_kernel() -> None:
     for vector in _parity_sections()["contribute_payload"]["vectors"]:
         for key in ("protobuf_hex", "legacy_json_hex"):
             if key in vector:
-                run = Run([ALICE])
+                run = start([ALICE])
                 run.ok(ALICE, "Contribute", bytes.fromhex(vector[key]))
-                assert run.projection["contributions"] == {ALICE: vector["value"]}, (vector["name"], key)
+                assert run.state["contributions"] == {ALICE: vector["value"]}, (vector["name"], key)
 
 
 def test_contribute_acceptance_rejects_an_empty_payload() -> None:
     assert _parity_sections()["contribute_acceptance"]["empty_payload"] == "reject"
-    run = Run()
+    run = start()
     rejection = run.refused(ALICE, "Contribute", b"", ErrorCode.INVALID_ENVELOPE)
     assert "empty" in rejection.message

@@ -5,96 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from google.protobuf.message import Message
 from macp.modes.task.v1 import task_pb2
-from macp.v1 import core_pb2
 
-from pymacp.kernel import (
-    Accepted,
-    Decision,
-    Envelope,
-    ErrorCode,
-    HistoryEntry,
-    Identity,
-    Kernel,
-    PolicyDescriptor,
-    Registry,
-    Rejected,
-    Rejection,
-    Session,
-    SessionState,
-    catalog,
-)
-from pymacp.kernel.policy.registration import register
-from pymacp.kernel.replay import replay
+from kernel_driver import SessionDriver, start_session
+from pymacp.kernel import ErrorCode, Rejected, SessionState
 
 MODE = "macp.mode.task.v1"
-SID = "3d1f8c52-7a4e-4b6d-9c2e-5f7a8b9c0d1e"
-T0 = 1_780_000_000_000
-KERNEL = Kernel()
 PLANNER = "agent://planner"
 WORKER = "agent://worker"
 HELPER = "agent://helper"
 OUTSIDER = "agent://mallory"
 
 
-class Run:
-    """One task session: send messages, keep the accepted history."""
-
-    def __init__(
-        self,
-        participants: list[str],
-        *,
-        initiator: str = PLANNER,
-        rules: dict[str, Any] | None = None,
-    ) -> None:
-        policies: dict[str, PolicyDescriptor] = {}
-        policy_version = ""
-        if rules is not None:
-            result = register(policies, PolicyDescriptor("test.task", MODE, "test", rules, 3), T0)
-            assert isinstance(result, dict)
-            policies, policy_version = result, "test.task"
-        self.registry = Registry(policies=policies)
-        self.now = T0
-        start = core_pb2.SessionStartPayload(
-            intent="test",
-            participants=participants,
-            mode_version="1.0.0",
-            configuration_version="cfg-1",
-            policy_version=policy_version,
-            ttl_ms=60_000,
-        )
-        env = Envelope("1.0", MODE, "SessionStart", "m0", SID, initiator, T0, start.SerializeToString())
-        decision = KERNEL.decide(None, Identity(initiator), env, T0, self.registry)
-        assert isinstance(decision, Accepted), decision
-        self.session: Session = decision.session
-        self.history: list[HistoryEntry] = list(decision.entries)
-
-    def send(self, sender: str, message_type: str, payload: Message | bytes) -> Decision:
-        self.now += 1
-        data = payload if isinstance(payload, bytes) else payload.SerializeToString()
-        env = Envelope("1.0", MODE, message_type, f"m{self.now - T0}", SID, sender, self.now, data)
-        decision = KERNEL.decide(self.session, Identity(sender), env, self.now, self.registry)
-        if isinstance(decision, Accepted):
-            self.session = decision.session
-            self.history.extend(decision.entries)
-        return decision
-
-    def ok(self, sender: str, message_type: str, payload: Message | bytes) -> None:
-        decision = self.send(sender, message_type, payload)
-        assert isinstance(decision, Accepted), decision
-
-    def refused(self, sender: str, message_type: str, payload: Message | bytes, code: ErrorCode) -> Rejection:
-        before = self.session
-        decision = self.send(sender, message_type, payload)
-        assert isinstance(decision, Rejected), decision
-        assert decision.rejection.code == code, decision.rejection
-        assert self.session is before
-        return decision.rejection
-
-    @property
-    def state(self) -> dict[str, Any]:
-        return catalog.spec_for(self.session.mode_descriptor).project(self.session.mode_state)
+def start(participants: list[str], *, rules: dict[str, Any] | None = None) -> SessionDriver:
+    """A task session the planner starts."""
+    return SessionDriver.start(MODE, PLANNER, participants, rules=rules)
 
 
 def request(task_id: str = "t1", assignee: str = WORKER, **fields: Any) -> task_pb2.TaskRequestPayload:
@@ -121,22 +46,8 @@ def fail(assignee: str = "", task_id: str = "t1") -> task_pb2.TaskFailPayload:
     return task_pb2.TaskFailPayload(task_id=task_id, assignee=assignee, error_code="E1", reason="broke")
 
 
-def commitment(positive: bool = True, **fields: Any) -> core_pb2.CommitmentPayload:
-    values: dict[str, Any] = {
-        "commitment_id": "c1",
-        "action": "task.completed" if positive else "task.failed",
-        "authority_scope": "test",
-        "reason": "done",
-        "mode_version": "1.0.0",
-        "configuration_version": "cfg-1",
-        "outcome_positive": positive,
-    }
-    values.update(fields)
-    return core_pb2.CommitmentPayload(**values)
-
-
-def assigned(participants: list[str] | None = None, **kwargs: Any) -> Run:
-    run = Run(participants or [PLANNER, WORKER], **kwargs)
+def assigned(participants: list[str] | None = None, *, rules: dict[str, Any] | None = None) -> SessionDriver:
+    run = start(participants or [PLANNER, WORKER], rules=rules)
     run.ok(PLANNER, "TaskRequest", request())
     run.ok(WORKER, "TaskAccept", accept(WORKER))
     return run
@@ -144,23 +55,19 @@ def assigned(participants: list[str] | None = None, **kwargs: Any) -> Run:
 
 # ---------------------------------------------------------------- start
 def test_start_needs_a_participant_other_than_the_initiator() -> None:
-    start = core_pb2.SessionStartPayload(
-        participants=[PLANNER], mode_version="1.0.0", configuration_version="cfg-1", ttl_ms=1000
-    )
-    env = Envelope("1.0", MODE, "SessionStart", "m0", SID, PLANNER, T0, start.SerializeToString())
-    decision = KERNEL.decide(None, Identity(PLANNER), env, T0)
+    decision = start_session(MODE, PLANNER, [PLANNER])
     assert isinstance(decision, Rejected)
     assert decision.rejection.code is ErrorCode.INVALID_ENVELOPE
     assert "other than the initiator" in decision.rejection.message
 
 
 def test_external_orchestrator_runs_the_task_without_being_listed() -> None:
-    run = Run([WORKER])
+    run = start([WORKER])
     run.ok(PLANNER, "TaskRequest", request(input=b"\x01\x02", deadline_unix_ms=5))
     run.ok(WORKER, "TaskAccept", accept())
     run.ok(WORKER, "TaskUpdate", update())
     run.ok(WORKER, "TaskComplete", complete(output=b"ok"))
-    run.ok(PLANNER, "Commitment", commitment())
+    run.ok(PLANNER, "Commitment", run.commitment())
     assert run.session.state is SessionState.RESOLVED
     assert run.state == {
         "task": {
@@ -188,11 +95,11 @@ def test_external_orchestrator_runs_the_task_without_being_listed() -> None:
             "Complete": {"task_id": "t1", "assignee": WORKER, "output": [111, 107], "summary": "done"}
         },
     }
-    assert replay(run.history) == run.session
+    assert run.replay() == run.session
 
 
 def test_initial_projection_is_empty() -> None:
-    run = Run([PLANNER, WORKER])
+    run = start([PLANNER, WORKER])
     assert run.state == {
         "task": None,
         "active_assignee": None,
@@ -204,7 +111,7 @@ def test_initial_projection_is_empty() -> None:
 
 # ---------------------------------------------------------------- TaskRequest
 def test_task_request_rules() -> None:
-    run = Run([PLANNER, WORKER])
+    run = start([PLANNER, WORKER])
     run.refused(WORKER, "TaskRequest", request(), ErrorCode.FORBIDDEN)
     run.refused(PLANNER, "TaskRequest", request(task_id="  "), ErrorCode.INVALID_ENVELOPE)
     run.refused(PLANNER, "TaskRequest", request(assignee=OUTSIDER), ErrorCode.INVALID_ENVELOPE)
@@ -216,7 +123,7 @@ def test_task_request_rules() -> None:
 
 # ---------------------------------------------------------------- TaskAccept
 def test_task_accept_rules() -> None:
-    run = Run([PLANNER, WORKER, HELPER])
+    run = start([PLANNER, WORKER, HELPER])
     run.refused(WORKER, "TaskAccept", accept(), ErrorCode.INVALID_ENVELOPE)  # no task yet
     run.ok(PLANNER, "TaskRequest", request())
     run.refused(OUTSIDER, "TaskAccept", accept(), ErrorCode.FORBIDDEN)
@@ -230,7 +137,7 @@ def test_task_accept_rules() -> None:
 
 
 def test_open_request_is_for_any_participant_but_the_initiator() -> None:
-    run = Run([PLANNER, WORKER, HELPER])
+    run = start([PLANNER, WORKER, HELPER])
     run.ok(PLANNER, "TaskRequest", request(assignee=""))
     run.refused(PLANNER, "TaskAccept", accept(), ErrorCode.FORBIDDEN)
     run.ok(HELPER, "TaskAccept", accept())
@@ -240,7 +147,7 @@ def test_open_request_is_for_any_participant_but_the_initiator() -> None:
 
 # ---------------------------------------------------------------- declines
 def test_personal_decline_leaves_the_task_open_for_others() -> None:
-    run = Run([PLANNER, WORKER, HELPER])
+    run = start([PLANNER, WORKER, HELPER])
     run.refused(WORKER, "TaskReject", reject(), ErrorCode.INVALID_ENVELOPE)  # no task yet
     run.ok(PLANNER, "TaskRequest", request(assignee=""))
     run.refused(PLANNER, "TaskReject", reject(), ErrorCode.FORBIDDEN)
@@ -267,7 +174,7 @@ def test_accepted_task_cannot_be_given_back_without_policy() -> None:
 
 def test_reassignment_policy_lets_the_assignee_give_the_task_back() -> None:
     rules = {"assignment": {"allow_reassignment_on_reject": True}}
-    run = Run([PLANNER, WORKER, HELPER], rules=rules)
+    run = start([PLANNER, WORKER, HELPER], rules=rules)
     run.ok(PLANNER, "TaskRequest", request(assignee=""))
     run.ok(WORKER, "TaskAccept", accept())
     run.ok(WORKER, "TaskReject", reject())
@@ -277,8 +184,8 @@ def test_reassignment_policy_lets_the_assignee_give_the_task_back() -> None:
     run.ok(HELPER, "TaskAccept", accept())
     run.ok(HELPER, "TaskFail", fail())
     run.refused(HELPER, "TaskReject", reject(), ErrorCode.INVALID_ENVELOPE)  # reported: too late
-    run.ok(PLANNER, "Commitment", commitment(positive=False))
-    assert replay(run.history) == run.session
+    run.ok(PLANNER, "Commitment", run.commitment(positive=False))
+    assert run.replay() == run.session
 
 
 # ---------------------------------------------------------------- reports
@@ -287,7 +194,7 @@ def test_reassignment_policy_lets_the_assignee_give_the_task_back() -> None:
     [("TaskUpdate", update), ("TaskComplete", complete), ("TaskFail", fail)],
 )
 def test_reports_come_from_the_active_assignee_only(message_type: str, make: Any) -> None:
-    run = Run([PLANNER, WORKER, HELPER])
+    run = start([PLANNER, WORKER, HELPER])
     run.refused(WORKER, message_type, make(), ErrorCode.INVALID_ENVELOPE)  # no task yet
     run.ok(PLANNER, "TaskRequest", request())
     rejection = run.refused(WORKER, message_type, make(), ErrorCode.FORBIDDEN)
@@ -342,37 +249,37 @@ def test_update_progress_must_be_finite() -> None:
 # ---------------------------------------------------------------- Commitment
 def test_commitment_needs_a_terminal_report() -> None:
     run = assigned()
-    run.refused(WORKER, "Commitment", commitment(), ErrorCode.FORBIDDEN)
-    rejection = run.refused(PLANNER, "Commitment", commitment(), ErrorCode.INVALID_ENVELOPE)
+    run.refused(WORKER, "Commitment", run.commitment(), ErrorCode.FORBIDDEN)
+    rejection = run.refused(PLANNER, "Commitment", run.commitment(), ErrorCode.INVALID_ENVELOPE)
     assert "TaskComplete or TaskFail" in rejection.message
     run.ok(WORKER, "TaskComplete", complete())
-    run.refused(PLANNER, "Commitment", commitment(mode_version="2.0.0"), ErrorCode.INVALID_ENVELOPE)
-    run.ok(PLANNER, "Commitment", commitment())
+    run.refused(PLANNER, "Commitment", run.commitment(mode_version="2.0.0"), ErrorCode.INVALID_ENVELOPE)
+    run.ok(PLANNER, "Commitment", run.commitment())
     assert run.session.state is SessionState.RESOLVED
 
 
 def test_require_output_denies_a_positive_commit_without_output() -> None:
     run = assigned(rules={"completion": {"require_output": True}})
     run.ok(WORKER, "TaskComplete", complete(output=b""))
-    rejection = run.refused(PLANNER, "Commitment", commitment(), ErrorCode.POLICY_DENIED)
+    rejection = run.refused(PLANNER, "Commitment", run.commitment(), ErrorCode.POLICY_DENIED)
     assert [d.code for d in rejection.denials] == ["output_required"]
 
 
 def test_require_output_is_met_by_output() -> None:
     run = assigned(rules={"completion": {"require_output": True}})
     run.ok(WORKER, "TaskComplete", complete(output=b"artifact"))
-    run.ok(PLANNER, "Commitment", commitment())
+    run.ok(PLANNER, "Commitment", run.commitment())
 
 
 def test_require_output_never_blocks_a_failure() -> None:
     run = assigned(rules={"completion": {"require_output": True}})
     run.ok(WORKER, "TaskFail", fail())
-    run.refused(PLANNER, "Commitment", commitment(positive=True), ErrorCode.POLICY_DENIED)
-    run.ok(PLANNER, "Commitment", commitment(positive=False))
+    run.refused(PLANNER, "Commitment", run.commitment(positive=True), ErrorCode.POLICY_DENIED)
+    run.ok(PLANNER, "Commitment", run.commitment(positive=False))
     assert run.session.state is SessionState.RESOLVED
-    assert replay(run.history) == run.session
+    assert run.replay() == run.session
 
 
 def test_unknown_message_type_is_invalid() -> None:
-    run = Run([PLANNER, WORKER])
+    run = start([PLANNER, WORKER])
     run.refused(PLANNER, "Vote", b"", ErrorCode.INVALID_ENVELOPE)
