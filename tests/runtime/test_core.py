@@ -189,9 +189,13 @@ async def test_retention_evicts_from_memory_but_the_log_keeps_the_session(
     await runtime.cancel(LEAD, SID, "done")
     clock.now += 11_000
     await runtime._maintenance()
-    assert runtime.sessions.loaded(SID) is None
-    session = await runtime.get_session(LEAD, SID)
-    assert session.state is SessionState.CANCELLED
+    slot = runtime.sessions.loaded(SID)
+    assert slot is not None and slot.session is None  # cold: only the summary stays in memory
+    page, _ = runtime.list_sessions(10, "")
+    assert [s.session_id for s in page] == [SID]
+    summary = await runtime.get_session(LEAD, SID)
+    assert summary.state is SessionState.CANCELLED
+    assert slot.session is not None  # replayed from the log on use
 
 
 async def test_max_open_sessions(runtime: Runtime) -> None:
@@ -255,10 +259,32 @@ async def test_restart_recovers_sessions_and_registries(clock: FakeClock, tmp_pa
     second = Runtime(settings, SqliteStore(tmp_path / "macp.sqlite3"), clock=clock)
     await second.start()
     try:
+        slot = second.sessions.loaded(SID)
+        assert slot is not None and slot.session is None  # start-up read the summary, replayed nothing
         assert await second.get_session(LEAD, SID) == before
+        assert slot.session is not None
         assert second.policy("policy.test.t").policy_id == "policy.test.t"
+        ack = await second.send(BOB, proposal("m2", "p2"))
+        assert ack.ok and ack.state is SessionState.OPEN
     finally:
         await second.stop()
+
+
+async def test_strict_recovery_replays_everything_at_start(clock: FakeClock, tmp_path: Path) -> None:
+    settings = Settings(allow_insecure=True, data_dir=tmp_path)
+    first = Runtime(settings, SqliteStore(tmp_path / "macp.sqlite3"), clock=clock)
+    await first.start()
+    await first.send(LEAD, start())
+    await first.stop()
+    strict = Runtime(
+        replace(settings, strict_recovery=True), SqliteStore(tmp_path / "macp.sqlite3"), clock=clock
+    )
+    await strict.start()
+    try:
+        slot = strict.sessions.loaded(SID)
+        assert slot is not None and slot.session is not None
+    finally:
+        await strict.stop()
 
 
 async def test_task_session_streams_and_receipts(runtime: Runtime) -> None:

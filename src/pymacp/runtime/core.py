@@ -43,6 +43,7 @@ from ..kernel.decisions import Decision
 from ..kernel.envelope import SESSION_START
 from ..kernel.modes.descriptor import ModeDescriptor
 from ..kernel.policy.registration import descriptor_from_proto
+from ..kernel.replay import ReplayError
 from ..kernel.session import IMPLEMENTATION
 from ..kernel.whatif import WhatIfResult, what_if
 from ..storage import StorageError, Store
@@ -53,6 +54,7 @@ from .ratelimit import RateLimiter
 from .receipts import ReceiptError, ReceiptIssuer
 from .registries import Registries
 from .sessions import SessionSlot, SessionTable
+from .summary import SessionSummary
 from .sweeper import Sweeper
 from .topic import Subscription, Topic
 
@@ -87,7 +89,7 @@ class Ack:
 @dataclass(frozen=True, slots=True)
 class SessionEvent:
     type: EventType
-    session: Session
+    session: SessionSummary
     at_ms: int
 
 
@@ -111,7 +113,7 @@ class Runtime:
         self.store = store
         self.clock = clock
         self.kernel = Kernel(Limits(max_payload_bytes=settings.max_payload_bytes))
-        self.sessions = SessionTable(store, self.kernel)
+        self.sessions = SessionTable(store, self.kernel, self._summarize)
         self.registries = Registries(store, policies_dir=settings.policies_dir)
         self.receipts = receipts or ReceiptIssuer.ephemeral(settings.receipt_issuer)
         self.metrics = metrics or Metrics()
@@ -131,9 +133,9 @@ class Runtime:
         recovered, skipped = await self.sessions.recover(strict=self.settings.strict_recovery)
         if skipped:
             self.metrics.replay_mismatches.inc(skipped)
-        for session in self.sessions.sessions():
-            self._schedule(session)
-        self.metrics.sessions_loaded.set(len(self.sessions))
+        for summary in self.sessions.summaries():
+            self._schedule(summary)
+        self.metrics.sessions_loaded.set(self.sessions.hot())
         log.info("recovered %d sessions (%d skipped)", recovered, skipped)
         self._sweeper_task = asyncio.create_task(self._sweeper.run(), name="pymacp-sweeper")
 
@@ -221,7 +223,7 @@ class Runtime:
     async def _slot(self, session_id: str) -> SessionSlot | None:
         try:
             return await self.sessions.get(session_id)
-        except StorageError as exc:
+        except (StorageError, ReplayError) as exc:
             log.error("could not load session %s: %s", session_id, exc)
             raise Refused(ErrorCode.INTERNAL_ERROR, "the runtime could not load the session") from None
 
@@ -233,23 +235,22 @@ class Runtime:
 
     async def _commit(self, slot: SessionSlot, accepted: Accepted) -> None:
         """Persist, then adopt and publish. Called with the slot's lock held."""
-        if accepted.entries:
-            with self.metrics.append_seconds.time():
-                await self.store.append(slot.session_id, accepted.entries)
-        self.sessions.adopt(slot, accepted.session)
+        summary = self._summarize(accepted.session)
+        with self.metrics.append_seconds.time():
+            await self.store.append(slot.session_id, accepted.entries, summary.to_json())
+        self.sessions.adopt(slot, accepted.session, summary)
         topic = self._streams.get(slot.session_id)
         if topic is not None:
             for entry in accepted.entries:
                 if entry.streamable:
                     topic.publish(entry)
-        session = accepted.session
-        label = self.metrics.mode(session.mode)
+        label = self.metrics.mode(summary.mode)
         for event in accepted.events:
             self._count(event.type, label)
-            self.lifecycle.publish(SessionEvent(event.type, session, event.at_ms))
+            self.lifecycle.publish(SessionEvent(event.type, summary, event.at_ms))
         if accepted.events:
-            self.metrics.sessions_loaded.set(len(self.sessions))
-        self._schedule(session)
+            self.metrics.sessions_loaded.set(self.sessions.hot())
+        self._schedule(summary)
 
     def _count(self, event: EventType, label: str) -> None:
         counter = {
@@ -298,15 +299,15 @@ class Runtime:
             return Ack(True, False, "", session_id, now, slot.session.state)
 
     # ---------------------------------------------------------------- reads
-    async def get_session(self, identity: Identity, session_id: str) -> Session:
+    async def get_session(self, identity: Identity, session_id: str) -> SessionSummary:
         slot = await self._readable(identity, session_id)
         async with slot.lock:
             try:
                 await self._advance(slot, self.clock())
             except StorageError as exc:  # the read still answers from the last durable state
                 log.error("could not record expiry of session %s: %s", session_id, exc)
-            assert slot.session is not None
-            return slot.session
+            assert slot.summary is not None
+            return slot.summary
 
     async def _readable(self, identity: Identity, session_id: str) -> SessionSlot:
         slot = await self._slot(session_id) if session_id else None
@@ -320,12 +321,12 @@ class Runtime:
             )
         return slot
 
-    def list_sessions(self, page_size: int, page_token: str) -> tuple[list[Session], str]:
-        """One page of loaded sessions ordered by id (keyset pagination)."""
+    def list_sessions(self, page_size: int, page_token: str) -> tuple[list[SessionSummary], str]:
+        """One page of sessions ordered by id (keyset pagination)."""
         size = page_size or self.settings.list_sessions_default_page_size
         size = min(size, self.settings.list_sessions_max_page_size)
         after = _decode_page_token(page_token) if page_token else ""
-        ordered = sorted(self.sessions.sessions(), key=lambda s: s.session_id.encode())
+        ordered = sorted(self.sessions.summaries(), key=lambda s: s.session_id.encode())
         start = 0
         if after:
             start = next(
@@ -336,10 +337,10 @@ class Runtime:
         token = _encode_page_token(page[-1].session_id) if more and page else ""
         return page, token
 
-    def watch_sessions(self) -> tuple[list[Session], Subscription[SessionEvent]]:
-        """Every loaded session now, and the live events from this instant on (no gap, no overlap)."""
+    def watch_sessions(self) -> tuple[list[SessionSummary], Subscription[SessionEvent]]:
+        """Every known session now, and the live events from this instant on (no gap, no overlap)."""
         sub = self.lifecycle.subscribe(self.settings.stream_queue_capacity * 4)
-        return self.sessions.sessions(), sub
+        return self.sessions.summaries(), sub
 
     # ---------------------------------------------------------------- session streams
     def live(self, session_id: str) -> Subscription[HistoryEntry]:
@@ -355,15 +356,17 @@ class Runtime:
             del self._streams[session_id]
 
     async def may_read(self, identity: Identity, session_id: str) -> bool:
-        slot = await self._slot(session_id)
-        return slot is not None and slot.session is not None and slot.session.may_read(identity)
+        slot = self.sessions.loaded(session_id)
+        return slot is not None and slot.summary is not None and slot.summary.may_read(identity)
 
     async def follow_if_readable(
         self, identity: Identity, session_id: str
     ) -> Subscription[HistoryEntry] | None:
         """Live envelopes of an existing session the caller may read; None otherwise."""
+        if not await self.may_read(identity, session_id):
+            return None
         slot = await self._slot(session_id)
-        if slot is None or slot.session is None or not slot.session.may_read(identity):
+        if slot is None:
             return None
         async with slot.lock:  # no envelope of this session is being published right now
             return self.live(session_id)
@@ -467,13 +470,15 @@ class Runtime:
             raise Refused(ErrorCode.FORBIDDEN, f"{identity.sender!r} may not change the registries")
 
     # ---------------------------------------------------------------- time-driven work
-    def _schedule(self, session: Session) -> None:
-        deadline = self.kernel.next_deadline(session)
-        if deadline is not None:
-            self._sweeper.schedule(session.session_id, deadline)
+    def _summarize(self, session: Session) -> SessionSummary:
+        return SessionSummary.of(session, self.kernel.next_deadline(session))
+
+    def _schedule(self, summary: SessionSummary) -> None:
+        if summary.next_deadline_ms is not None:
+            self._sweeper.schedule(summary.session_id, summary.next_deadline_ms)
 
     async def _due(self, session_id: str) -> None:
-        slot = self.sessions.loaded(session_id)
+        slot = await self._slot(session_id)
         if slot is None or slot.session is None:
             return
         async with slot.lock:
@@ -481,23 +486,23 @@ class Runtime:
                 await self._advance(slot, self.clock())
             except StorageError as exc:
                 log.error("could not record a timed transition of session %s: %s", session_id, exc)
-            if slot.session is not None:
-                self._schedule(slot.session)
+            if slot.summary is not None:
+                self._schedule(slot.summary)
 
     async def _maintenance(self) -> None:
         """Evict long-ended sessions from memory, and delete them from disk when configured."""
         now = self.clock()
         memory_cutoff = now - self.settings.session_retention_secs * 1000
         disk_cutoff = now - self.settings.session_disk_retention_secs * 1000
-        for session in self.sessions.sessions():
-            if not session.state.is_terminal or session.ended_at_ms is None:
+        for summary in self.sessions.summaries():
+            if not summary.state.is_terminal or summary.ended_at_ms is None:
                 continue
-            if self.settings.session_disk_retention_secs and session.ended_at_ms < disk_cutoff:
-                await self.store.delete_session(session.session_id)
-                self.sessions.evict(session.session_id)
-            elif self.settings.session_retention_secs and session.ended_at_ms < memory_cutoff:
-                self.sessions.evict(session.session_id)
-        self.metrics.sessions_loaded.set(len(self.sessions))
+            if self.settings.session_disk_retention_secs and summary.ended_at_ms < disk_cutoff:
+                await self.store.delete_session(summary.session_id)
+                self.sessions.forget(summary.session_id)
+            elif self.settings.session_retention_secs and summary.ended_at_ms < memory_cutoff:
+                self.sessions.cool(summary.session_id)
+        self.metrics.sessions_loaded.set(self.sessions.hot())
 
 
 def _encode_page_token(session_id: str) -> str:

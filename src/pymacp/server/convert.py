@@ -4,33 +4,32 @@ from __future__ import annotations
 
 from macp.v1 import core_pb2, envelope_pb2, policy_pb2
 
-from ..kernel import EventType, Session
+from ..kernel import EventType
 from ..kernel.whatif import EntryOutcome, RunOutcome, WhatIfResult
 from ..runtime.core import Ack, SessionEvent
+from ..runtime.summary import SessionSummary
 
 
-def metadata(session: Session) -> core_pb2.SessionMetadata:
+def metadata(summary: SessionSummary) -> core_pb2.SessionMetadata:
     return core_pb2.SessionMetadata(
-        session_id=session.session_id,
-        mode=session.mode,
-        state=int(session.state),
-        started_at_unix_ms=session.started_at_ms,
-        expires_at_unix_ms=session.deadline_ms,
-        mode_version=session.mode_version,
-        configuration_version=session.configuration_version,
-        policy_version=session.policy.policy_id,
-        participants=list(session.participants),
+        session_id=summary.session_id,
+        mode=summary.mode,
+        state=int(summary.state),
+        started_at_unix_ms=summary.started_at_ms,
+        expires_at_unix_ms=summary.expires_at_ms,
+        mode_version=summary.mode_version,
+        configuration_version=summary.configuration_version,
+        policy_version=summary.policy_id,
+        participants=list(summary.participants),
         participant_activity=[
             core_pb2.ParticipantActivity(
-                participant_id=pid,
-                last_message_at_unix_ms=a.last_message_at_ms,
-                message_count=a.message_count,
+                participant_id=pid, last_message_at_unix_ms=last, message_count=count
             )
-            for pid, a in sorted(session.activity.items())
+            for pid, count, last in summary.activity
         ],
-        initiator=session.initiator,
-        context_id=session.context_id,
-        extension_keys=sorted(session.extensions),
+        initiator=summary.initiator,
+        context_id=summary.context_id,
+        extension_keys=list(summary.extension_keys),
     )
 
 
@@ -64,9 +63,9 @@ def lifecycle(event: SessionEvent) -> core_pb2.WatchSessionsResponse:
     )
 
 
-def lifecycle_created(session: Session) -> core_pb2.WatchSessionsResponse:
+def lifecycle_created(summary: SessionSummary) -> core_pb2.WatchSessionsResponse:
     """The initial-sync event for a session that existed when the watcher subscribed."""
-    return lifecycle(SessionEvent(EventType.CREATED, session, session.started_at_ms))
+    return lifecycle(SessionEvent(EventType.CREATED, summary, summary.started_at_ms))
 
 
 def _run(outcome: RunOutcome) -> policy_pb2.WhatIfOutcome:

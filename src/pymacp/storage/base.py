@@ -36,10 +36,13 @@ class Store(Protocol):
     async def close(self) -> None:
         """Flush pending work and release resources; later calls fail with StorageError."""
 
-    async def append(self, session_id: str, entries: Sequence[HistoryEntry]) -> None:
-        """Durably append ``entries`` (consecutive indexes, continuing the session's log).
+    async def append(
+        self, session_id: str, entries: Sequence[HistoryEntry], summary: str | None = None
+    ) -> None:
+        """Durably append ``entries`` and, in the same transaction, replace the session's summary.
 
-        Raises StorageError, after which none of ``entries`` is stored.
+        ``entries`` must continue the stored log (the first index equals the stored length);
+        either may be empty. Raises StorageError, after which nothing of the call is stored.
         """
 
     async def read(
@@ -53,8 +56,14 @@ class Store(Protocol):
     def sessions(self) -> AsyncIterator[tuple[str, list[HistoryEntry]]]:
         """Every stored session with its full history, for recovery."""
 
+    def summaries(self) -> AsyncIterator[tuple[str, str]]:
+        """Every stored session summary (opaque text the runtime wrote), for a fast start."""
+
+    async def unsummarized(self) -> list[str]:
+        """Ids of stored sessions that have entries but no summary (written before summaries existed)."""
+
     async def delete_session(self, session_id: str) -> None:
-        """Remove a session's history (retention)."""
+        """Remove a session's history and summary (retention)."""
 
     async def put_document(self, registry: str, key: str, document: str) -> None:
         """Durably store a registry document (JSON text) under ``key``."""

@@ -11,6 +11,7 @@ is atomic.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator, Mapping, Sequence
 
 from ..kernel import HistoryEntry
@@ -22,6 +23,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self._histories: dict[str, list[HistoryEntry]] = {}
         self._documents: dict[str, dict[str, str]] = {}
+        self._summaries: dict[str, str] = {}
         self._opened = False
         self._closed = False
 
@@ -39,16 +41,19 @@ class MemoryStore:
         if not self._opened:
             raise StorageError("the memory store is not open; call open() first")
 
-    async def append(self, session_id: str, entries: Sequence[HistoryEntry]) -> None:
+    async def append(
+        self, session_id: str, entries: Sequence[HistoryEntry], summary: str | None = None
+    ) -> None:
         self._check_usable()
-        if not entries:
-            return
-        check_append(session_id, entries)
-        history = self._histories.get(session_id, [])
-        if entries[0].index != len(history):
-            raise continuation_error(session_id, len(history), entries[0].index)
-        self._histories[session_id] = history
-        history.extend(entries)
+        if entries:
+            check_append(session_id, entries)
+            history = self._histories.get(session_id, [])
+            if entries[0].index != len(history):
+                raise continuation_error(session_id, len(history), entries[0].index)
+            self._histories[session_id] = history
+            history.extend(entries)
+        if summary is not None:
+            self._summaries[session_id] = summary
 
     async def read(
         self, session_id: str, start_index: int = 0, limit: int | None = None
@@ -63,8 +68,11 @@ class MemoryStore:
     async def read_streamable(self, session_id: str, after_ordinal: int, limit: int) -> list[HistoryEntry]:
         self._check_usable()
         check_limit(limit)
+        history = self._histories.get(session_id, [])
+        # An entry's ordinal never exceeds its index + 1, so entries before that index cannot match.
+        start = max(0, min(after_ordinal, len(history)) - 1)
         found: list[HistoryEntry] = []
-        for entry in self._histories.get(session_id, []):
+        for entry in itertools.islice(history, start, None):
             if len(found) >= limit:
                 break
             if entry.streamable and entry.ordinal > after_ordinal:
@@ -81,6 +89,18 @@ class MemoryStore:
     async def delete_session(self, session_id: str) -> None:
         self._check_usable()
         self._histories.pop(session_id, None)
+        self._summaries.pop(session_id, None)
+
+    async def summaries(self) -> AsyncIterator[tuple[str, str]]:
+        self._check_usable()
+        for session_id in sorted(self._summaries):
+            summary = self._summaries.get(session_id)
+            if summary is not None:
+                yield session_id, summary
+
+    async def unsummarized(self) -> list[str]:
+        self._check_usable()
+        return sorted(sid for sid in self._histories if sid not in self._summaries)
 
     async def put_document(self, registry: str, key: str, document: str) -> None:
         self._check_usable()

@@ -23,9 +23,10 @@ fsync, and never blocks the event loop.
 Cancelling an ``append`` does not withdraw it: once queued it is written, like a request
 already sent over the network. The runtime therefore never cancels appends.
 
-Layout: ``schema_version`` (one row), ``entries`` (one row per history entry, clustered
-by session; see :mod:`.codec` for the columns) with partial indexes for streaming by
-ordinal and for listing sessions, and ``documents`` for the registries.
+Layout: ``schema_version``, ``entries`` (one row per history entry, clustered by session;
+see :mod:`.codec` for the columns) with partial indexes for streaming by ordinal and for
+listing sessions, ``summaries`` (one opaque summary per session, written in the same
+transaction as the entries it describes) and ``documents`` for the registries.
 """
 
 from __future__ import annotations
@@ -47,12 +48,14 @@ from ..kernel import HistoryEntry
 from .base import StorageError
 from .codec import Row, check_append, check_limit, continuation_error, from_row, to_row
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 BUSY_TIMEOUT_S = 5.0  # how long a statement waits for a lock another process holds
 READERS = 4  # read connections, each used by one thread at a time
 SESSION_PAGE = 256  # session ids fetched per query while iterating sessions()
+SUMMARY_PAGE = 4096  # summaries fetched per query while iterating summaries()
 
+_SUMMARIES = ("CREATE TABLE summaries (session_id TEXT PRIMARY KEY, summary TEXT NOT NULL) WITHOUT ROWID",)
 _SCHEMA = (
     "CREATE TABLE schema_version (version INTEGER NOT NULL)",
     """CREATE TABLE entries (
@@ -75,7 +78,10 @@ _SCHEMA = (
         document TEXT NOT NULL,
         PRIMARY KEY (registry, key)
     ) WITHOUT ROWID""",
+    *_SUMMARIES,
 )
+# Schema 1 -> 2 added the per-session summary; sessions without one are summarized by the runtime.
+_MIGRATIONS = {1: _SUMMARIES}
 _COLUMNS = "idx, ordinal, kind, accepted_at, envelope, binding"
 
 T = TypeVar("T")
@@ -199,16 +205,19 @@ class SqliteStore:
 
     # -- writes ----------------------------------------------------------------------------
 
-    async def append(self, session_id: str, entries: Sequence[HistoryEntry]) -> None:
-        if not entries:
+    async def append(
+        self, session_id: str, entries: Sequence[HistoryEntry], summary: str | None = None
+    ) -> None:
+        if not entries and summary is None:
             self._check_open()
             return
-        check_append(session_id, entries)
+        if entries:
+            check_append(session_id, entries)
         rows = [to_row(entry) for entry in entries]
-        await self._submit(partial(_insert, session_id, rows), len(rows))
+        await self._submit(partial(_insert, session_id, rows, summary), len(rows))
 
     async def delete_session(self, session_id: str) -> None:
-        await self._submit(partial(_execute, "DELETE FROM entries WHERE session_id = ?", (session_id,)))
+        await self._submit(partial(_delete_session, session_id))
 
     async def put_document(self, registry: str, key: str, document: str) -> None:
         sql = (
@@ -312,6 +321,19 @@ class SqliteStore:
     async def documents(self, registry: str) -> Mapping[str, str]:
         return await self._read(partial(_select_documents, registry))
 
+    async def summaries(self) -> AsyncIterator[tuple[str, str]]:
+        after = ""
+        while True:
+            page = await self._read(partial(_summary_page, after))
+            for item in page:
+                yield item
+            if len(page) < SUMMARY_PAGE:
+                return
+            after = page[-1][0]
+
+    async def unsummarized(self) -> list[str]:
+        return await self._read(_unsummarized)
+
     async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
         self._check_open()
         assert self._reader_pool is not None
@@ -358,6 +380,11 @@ def _check_schema(connection: sqlite3.Connection, tables: set[str], path: Path) 
             "point the runtime at a new file or an existing pymacp store"
         )
     (version,) = connection.execute("SELECT max(version) FROM schema_version").fetchone()
+    while isinstance(version, int) and version in _MIGRATIONS:
+        for statement in _MIGRATIONS[version]:
+            connection.execute(statement)
+        version += 1
+        connection.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
     if version == SCHEMA_VERSION:
         return
     if isinstance(version, int) and version > SCHEMA_VERSION:
@@ -387,7 +414,15 @@ def _apply(connection: sqlite3.Connection, write: _Write) -> StorageError | None
     return None
 
 
-def _insert(session_id: str, rows: list[Row], connection: sqlite3.Connection) -> None:
+def _insert(session_id: str, rows: list[Row], summary: str | None, connection: sqlite3.Connection) -> None:
+    if summary is not None:
+        connection.execute(
+            "INSERT INTO summaries (session_id, summary) VALUES (?, ?) "
+            "ON CONFLICT (session_id) DO UPDATE SET summary = excluded.summary",
+            (session_id, summary),
+        )
+    if not rows:
+        return
     last = connection.execute(
         "SELECT idx FROM entries WHERE session_id = ? ORDER BY idx DESC LIMIT 1", (session_id,)
     ).fetchone()
@@ -403,6 +438,24 @@ def _insert(session_id: str, rows: list[Row], connection: sqlite3.Connection) ->
 
 def _execute(sql: str, params: tuple[str, ...], connection: sqlite3.Connection) -> None:
     connection.execute(sql, params)
+
+
+def _delete_session(session_id: str, connection: sqlite3.Connection) -> None:
+    connection.execute("DELETE FROM entries WHERE session_id = ?", (session_id,))
+    connection.execute("DELETE FROM summaries WHERE session_id = ?", (session_id,))
+
+
+def _summary_page(after: str, connection: sqlite3.Connection) -> list[tuple[str, str]]:
+    sql = "SELECT session_id, summary FROM summaries WHERE session_id > ? ORDER BY session_id LIMIT ?"
+    return [(sid, text) for sid, text in connection.execute(sql, (after, SUMMARY_PAGE))]
+
+
+def _unsummarized(connection: sqlite3.Connection) -> list[str]:
+    sql = (
+        "SELECT session_id FROM entries WHERE idx = 0 "
+        "AND session_id NOT IN (SELECT session_id FROM summaries) ORDER BY session_id"
+    )
+    return [sid for (sid,) in connection.execute(sql)]
 
 
 def _select_entries(
