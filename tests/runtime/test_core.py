@@ -109,14 +109,18 @@ async def test_subscription_replays_then_follows_live_without_gap_or_duplicate(r
     await runtime.send(ALICE, proposal("m1"))
     live, entries = await runtime.subscribe(LEAD, SID, 0)
     await runtime.send(ALICE, proposal("m2", "p2"))
-    seen = [await anext(entries) for _ in range(3)]
-    assert [e.ordinal for e in seen] == [1, 2, 3]
+    seen = await anext(entries)  # the replay: what existed at subscribe time, in one batch
+    assert [ordinal for ordinal, _ in seen] == [1, 2]
+    seen += await anext(entries)  # then live, with no gap and no duplicate
+    assert [ordinal for ordinal, _ in seen] == [1, 2, 3]
+    assert [Envelope.from_bytes(raw).message_id for _, raw in seen] == ["start-" + SID, "m1", "m2"]
     await runtime.send(BOB, proposal("m3", "p3"))
-    assert (await anext(entries)).envelope.message_id == "m3"
+    ((ordinal, raw),) = await anext(entries)
+    assert (ordinal, Envelope.from_bytes(raw).message_id) == (4, "m3")
     live.close()
 
     resumed_live, resumed = await runtime.subscribe(LEAD, SID, 2)
-    assert [(await anext(resumed)).ordinal for _ in range(2)] == [3, 4]
+    assert [ordinal for ordinal, _ in await anext(resumed)] == [3, 4]
     resumed_live.close()
 
 
@@ -195,7 +199,21 @@ async def test_retention_evicts_from_memory_but_the_log_keeps_the_session(
     assert [s.session_id for s in page] == [SID]
     summary = await runtime.get_session(LEAD, SID)
     assert summary.state is SessionState.CANCELLED
-    assert slot.session is not None  # replayed from the log on use
+    assert slot.session is None  # an ended session is read from its summary, not replayed
+    live, frames = await runtime.subscribe(LEAD, SID, 0)  # and streamed from the log as stored
+    assert [ordinal for ordinal, _ in await anext(frames)] == [1]
+    live.close()
+    with pytest.raises(Refused) as outsider:
+        await runtime.get_session(Identity("agent://mallory"), SID)
+    assert outsider.value.rejection.code is ErrorCode.FORBIDDEN
+    await runtime.what_if(
+        LEAD,
+        SID,
+        policy_pb2.PolicyDescriptor(
+            policy_id="policy.test.w", mode="*", description="", rules="{}", schema_version=1
+        ),
+    )
+    assert slot.session is not None  # what-if needs the session itself: replayed from the log
 
 
 async def test_max_open_sessions(runtime: Runtime) -> None:

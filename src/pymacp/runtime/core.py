@@ -29,7 +29,6 @@ from ..kernel import (
     Envelope,
     ErrorCode,
     EventType,
-    HistoryEntry,
     Identity,
     Kernel,
     Limits,
@@ -64,6 +63,8 @@ PAGE_TOKEN_PREFIX = "v1:"
 MAX_PAGE_TOKEN = 1024
 
 
+# A stream item: an accepted envelope's ordinal and its wire bytes.
+Frame = tuple[int, bytes]
 ControlVerb = Callable[[Session | None, Identity, str, int], Decision]
 
 
@@ -119,7 +120,7 @@ class Runtime:
         self.metrics = metrics or Metrics()
         self.lifecycle: Topic[SessionEvent] = Topic()
         self.signals: Topic[SignalEvent] = Topic()
-        self._streams: dict[str, Topic[HistoryEntry]] = {}
+        self._streams: dict[str, Topic[Frame]] = {}
         self._start_limit = RateLimiter(settings.session_start_limit_per_minute)
         self._message_limit = RateLimiter(settings.message_limit_per_minute)
         self._sweeper = Sweeper(self._due, clock, settings.cleanup_interval_secs, self._maintenance)
@@ -242,8 +243,8 @@ class Runtime:
         topic = self._streams.get(slot.session_id)
         if topic is not None:
             for entry in accepted.entries:
-                if entry.streamable:
-                    topic.publish(entry)
+                if entry.streamable:  # serialized once, shared by every subscriber
+                    topic.publish((entry.ordinal, entry.envelope.to_bytes()))
         label = self.metrics.mode(summary.mode)
         for event in accepted.events:
             self._count(event.type, label)
@@ -300,6 +301,11 @@ class Runtime:
 
     # ---------------------------------------------------------------- reads
     async def get_session(self, identity: Identity, session_id: str) -> SessionSummary:
+        cold = self.sessions.loaded(session_id)
+        if cold is not None and cold.summary is not None and cold.summary.state.is_terminal:
+            if not cold.summary.may_read(identity):  # an ended session needs no replay to be read
+                raise _not_a_reader(identity)
+            return cold.summary
         slot = await self._readable(identity, session_id)
         async with slot.lock:
             try:
@@ -314,11 +320,7 @@ class Runtime:
         if slot is None or slot.session is None:
             raise Refused(ErrorCode.SESSION_NOT_FOUND, f"session {session_id!r} does not exist")
         if not slot.session.may_read(identity):
-            raise Refused(
-                ErrorCode.FORBIDDEN,
-                f"{identity.sender!r} is neither the initiator, a participant "
-                "nor an observer of this session",
-            )
+            raise _not_a_reader(identity)
         return slot
 
     def list_sessions(self, page_size: int, page_token: str) -> tuple[list[SessionSummary], str]:
@@ -343,7 +345,7 @@ class Runtime:
         return self.sessions.summaries(), sub
 
     # ---------------------------------------------------------------- session streams
-    def live(self, session_id: str) -> Subscription[HistoryEntry]:
+    def live(self, session_id: str) -> Subscription[Frame]:
         """Accepted envelopes of ``session_id`` from now on. Callers check authorization first."""
         topic = self._streams.get(session_id)
         if topic is None:
@@ -359,9 +361,7 @@ class Runtime:
         slot = self.sessions.loaded(session_id)
         return slot is not None and slot.summary is not None and slot.summary.may_read(identity)
 
-    async def follow_if_readable(
-        self, identity: Identity, session_id: str
-    ) -> Subscription[HistoryEntry] | None:
+    async def follow_if_readable(self, identity: Identity, session_id: str) -> Subscription[Frame] | None:
         """Live envelopes of an existing session the caller may read; None otherwise."""
         if not await self.may_read(identity, session_id):
             return None
@@ -373,33 +373,41 @@ class Runtime:
 
     async def subscribe(
         self, identity: Identity, session_id: str, after_sequence: int
-    ) -> tuple[Subscription[HistoryEntry], AsyncIterator[HistoryEntry]]:
-        """Replay accepted envelopes after ``after_sequence``, then follow live ones.
+    ) -> tuple[Subscription[Frame], AsyncIterator[list[Frame]]]:
+        """Replay accepted envelopes after ``after_sequence``, then follow live ones, in batches.
 
         Raises :class:`Refused` (SESSION_NOT_FOUND, FORBIDDEN) before anything is streamed.
         """
-        slot = await self._readable(identity, session_id)
-        async with slot.lock:
-            assert slot.session is not None
-            upto = slot.session.last_ordinal
+        # The summary knows the readers and the last ordinal: a cold session is not replayed
+        # just to be streamed from its log.
+        slot = self.sessions.loaded(session_id)
+        if slot is None or slot.summary is None:
+            raise Refused(ErrorCode.SESSION_NOT_FOUND, f"session {session_id!r} does not exist")
+        if not slot.summary.may_read(identity):
+            raise _not_a_reader(identity)
+        async with slot.lock:  # nothing of this session is being published right now
+            assert slot.summary is not None
+            upto = slot.summary.last_ordinal
             live = self.live(session_id)
         return live, self._replay_then_live(session_id, after_sequence, upto, live)
 
     async def _replay_then_live(
-        self, session_id: str, after: int, upto: int, live: Subscription[HistoryEntry]
-    ) -> AsyncIterator[HistoryEntry]:
+        self, session_id: str, after: int, upto: int, live: Subscription[Frame]
+    ) -> AsyncIterator[list[Frame]]:
         position = after
         while position < upto:
-            chunk = await self.store.read_streamable(session_id, position, min(REPLAY_CHUNK, upto - position))
+            chunk = await self.store.read_stream_bytes(
+                session_id, position, min(REPLAY_CHUNK, upto - position)
+            )
             if not chunk:
                 break
-            for entry in chunk:
-                yield entry
-            position = chunk[-1].ordinal
-        while (live_entry := await live.get()) is not None:
-            if live_entry.ordinal > position:
-                position = live_entry.ordinal
-                yield live_entry
+            yield chunk
+            position = chunk[-1][0]
+        async for batch in follow(live):
+            fresh = [frame for frame in batch if frame[0] > position]
+            if fresh:
+                position = fresh[-1][0]
+                yield fresh
 
     # ---------------------------------------------------------------- what-if and receipts
     async def what_if(self, identity: Identity, session_id: str, candidate: object) -> WhatIfResult:
@@ -503,6 +511,19 @@ class Runtime:
             elif self.settings.session_retention_secs and summary.ended_at_ms < memory_cutoff:
                 self.sessions.cool(summary.session_id)
         self.metrics.sessions_loaded.set(self.sessions.hot())
+
+
+def _not_a_reader(identity: Identity) -> Refused:
+    return Refused(
+        ErrorCode.FORBIDDEN,
+        f"{identity.sender!r} is neither the initiator, a participant nor an observer of this session",
+    )
+
+
+async def follow(live: Subscription[Frame]) -> AsyncIterator[list[Frame]]:
+    """A live subscription as batches: each wait returns everything that arrived meanwhile."""
+    while (batch := await live.get_batch(REPLAY_CHUNK)) is not None:
+        yield batch
 
 
 def _encode_page_token(session_id: str) -> str:

@@ -62,6 +62,16 @@ class Subscription(Generic[T]):
             self._wakeup.clear()
             await self._wakeup.wait()
 
+    async def get_batch(self, limit: int) -> list[T] | None:
+        """At least one item and whatever else is already waiting (up to ``limit``); None at the end."""
+        first = await self.get()
+        if first is None:
+            return None
+        batch = [first]
+        while self._items and len(batch) < limit:
+            batch.append(self._items.popleft())
+        return batch
+
     def pending(self) -> int:
         return len(self._items)
 

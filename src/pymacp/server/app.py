@@ -17,7 +17,6 @@ from types import TracebackType
 from typing import Any
 
 import grpc
-from macp.v1 import core_pb2_grpc
 from prometheus_client import start_http_server
 
 from ..runtime.auth import Authenticator
@@ -28,6 +27,7 @@ from ..runtime.receipts import ReceiptIssuer
 from ..storage import Store
 from ..storage.memory import MemoryStore
 from ..storage.sqlite import SqliteStore
+from .registration import add_service
 from .service import MacpService
 
 log = logging.getLogger("pymacp.server")
@@ -83,7 +83,7 @@ class RuntimeServer:
                 ("grpc.so_reuseport", 0),  # a taken port is an error, not a silent share
             ]
         )
-        core_pb2_grpc.add_MACPRuntimeServiceServicer_to_server(MacpService(runtime, authenticator), server)
+        add_service(MacpService(runtime, authenticator), server)
         try:
             if settings.tls_enabled:
                 assert settings.tls_cert_path is not None and settings.tls_key_path is not None

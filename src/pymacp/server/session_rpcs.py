@@ -11,9 +11,9 @@ from typing import Any
 
 from macp.v1 import core_pb2, envelope_pb2, policy_pb2
 
-from ..kernel import Envelope, ErrorCode, HistoryEntry, Identity, Rejection
+from ..kernel import Envelope, ErrorCode, Identity, Rejection
 from ..kernel.envelope import SESSION_START
-from ..runtime.core import Refused
+from ..runtime.core import Frame, Refused, follow
 from ..runtime.topic import Lagged, Subscription
 from . import convert
 from .base import Context, ServiceBase
@@ -28,9 +28,9 @@ class _Stream:
     """One StreamSession call: the session it is bound to and the task feeding its output."""
 
     identity: Identity
-    out: asyncio.Queue[core_pb2.StreamSessionResponse | Rejection | None]
+    out: asyncio.Queue[core_pb2.StreamSessionResponse | list[bytes] | Rejection | None]
     session_id: str = ""
-    subscription: Subscription[HistoryEntry] | None = None
+    subscription: Subscription[Frame] | None = None
     forwarder: asyncio.Task[None] | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -161,7 +161,7 @@ class SessionRPCs(ServiceBase):
     # ---------------------------------------------------------------- StreamSession
     async def StreamSession(
         self, request_iterator: AsyncIterator[core_pb2.StreamSessionRequest], context: Context
-    ) -> None:
+    ) -> AsyncIterator[core_pb2.StreamSessionResponse | bytes]:
         identity = await self.identity(context)
         stream = _Stream(identity, asyncio.Queue(STREAM_OUT_BUFFER))
         reader = asyncio.create_task(self._read_frames(request_iterator, stream))
@@ -170,7 +170,11 @@ class SessionRPCs(ServiceBase):
             while (item := await stream.out.get()) is not None:
                 if isinstance(item, Rejection):
                     await abort(context, item)
-                await context.write(item)
+                if isinstance(item, list):
+                    for frame in item:
+                        yield frame
+                else:
+                    yield item
         finally:
             for task in [*stream.tasks, stream.forwarder]:
                 if task is not None:
@@ -225,7 +229,7 @@ class SessionRPCs(ServiceBase):
             return Rejection(
                 ErrorCode.INVALID_REQUEST, f"this stream is bound to session {stream.session_id!r}"
             )
-        live: Subscription[HistoryEntry] | None = None
+        live: Subscription[Frame] | None = None
         if not stream.session_id:
             # Follow the session only if the caller may read it. Subscribe before sending, so the
             # caller's own envelope is echoed, but forward nothing until authorization is settled:
@@ -238,7 +242,7 @@ class SessionRPCs(ServiceBase):
         if live is not None:
             if await self.runtime.may_read(stream.identity, env.session_id):
                 stream.session_id = env.session_id
-                self._follow(stream, live, _aiter(live))
+                self._follow(stream, live, follow(live))
             else:
                 live.close()
         if not ack.ok and ack.rejection is not None:
@@ -262,15 +266,15 @@ class SessionRPCs(ServiceBase):
         return None
 
     def _follow(
-        self, stream: _Stream, live: Subscription[HistoryEntry], entries: AsyncIterator[HistoryEntry]
+        self, stream: _Stream, live: Subscription[Frame], entries: AsyncIterator[list[Frame]]
     ) -> None:
         stream.subscription = live
         stream.forwarder = asyncio.create_task(self._forward(entries, stream))
 
-    async def _forward(self, entries: AsyncIterator[HistoryEntry], stream: _Stream) -> None:
+    async def _forward(self, batches: AsyncIterator[list[Frame]], stream: _Stream) -> None:
         try:
-            async for entry in entries:
-                await stream.out.put(core_pb2.StreamSessionResponse(envelope=entry.envelope.to_proto()))
+            async for batch in batches:
+                await stream.out.put([response_frame(envelope) for _, envelope in batch])
         except Lagged:
             self.runtime.metrics.stream_lagged.labels("session").inc()
             await stream.out.put(_lagged("the session stream; resubscribe with after_sequence"))
@@ -287,9 +291,18 @@ class SessionRPCs(ServiceBase):
         await stream.out.put(core_pb2.StreamSessionResponse(error=error))
 
 
-async def _aiter(sub: Subscription[HistoryEntry]) -> AsyncIterator[HistoryEntry]:
-    async for entry in sub:
-        yield entry
+def response_frame(envelope: bytes) -> bytes:
+    """``StreamSessionResponse{envelope}`` on the wire, built from the envelope's bytes as stored."""
+    return b"\n" + _varint(len(envelope)) + envelope
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 def _lagged(what: str) -> Rejection:

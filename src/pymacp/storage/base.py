@@ -53,6 +53,11 @@ class Store(Protocol):
     async def read_streamable(self, session_id: str, after_ordinal: int, limit: int) -> list[HistoryEntry]:
         """Entries that carry an ordinal greater than ``after_ordinal``, in ordinal order."""
 
+    async def read_stream_bytes(
+        self, session_id: str, after_ordinal: int, limit: int
+    ) -> list[tuple[int, bytes]]:
+        """Like :meth:`read_streamable`, but ``(ordinal, envelope wire bytes)`` as stored, undecoded."""
+
     def sessions(self) -> AsyncIterator[tuple[str, list[HistoryEntry]]]:
         """Every stored session with its full history, for recovery."""
 

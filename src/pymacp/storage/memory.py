@@ -79,6 +79,14 @@ class MemoryStore:
                 found.append(entry)
         return found
 
+    async def read_stream_bytes(
+        self, session_id: str, after_ordinal: int, limit: int
+    ) -> list[tuple[int, bytes]]:
+        return [
+            (e.ordinal, e.envelope.to_bytes())
+            for e in await self.read_streamable(session_id, after_ordinal, limit)
+        ]
+
     async def sessions(self) -> AsyncIterator[tuple[str, list[HistoryEntry]]]:
         self._check_usable()
         for session_id in sorted(self._histories):

@@ -306,6 +306,16 @@ class SqliteStore:
         )
         return await self._read(partial(_select_entries, sql, session_id, (session_id, after_ordinal, limit)))
 
+    async def read_stream_bytes(
+        self, session_id: str, after_ordinal: int, limit: int
+    ) -> list[tuple[int, bytes]]:
+        check_limit(limit)
+        sql = (
+            "SELECT ordinal, envelope FROM entries WHERE session_id = ? AND ordinal > 0 AND ordinal > ? "
+            "ORDER BY ordinal LIMIT ?"
+        )
+        return await self._read(partial(_select_frames, sql, (session_id, after_ordinal, limit)))
+
     async def sessions(self) -> AsyncIterator[tuple[str, list[HistoryEntry]]]:
         after = ""
         while True:
@@ -462,6 +472,12 @@ def _select_entries(
     sql: str, session_id: str, params: tuple[object, ...], connection: sqlite3.Connection
 ) -> list[HistoryEntry]:
     return [from_row(session_id, row) for row in connection.execute(sql, params)]
+
+
+def _select_frames(
+    sql: str, params: tuple[object, ...], connection: sqlite3.Connection
+) -> list[tuple[int, bytes]]:
+    return connection.execute(sql, params).fetchall()
 
 
 def _session_ids(after: str, connection: sqlite3.Connection) -> list[str]:
