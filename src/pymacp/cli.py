@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .bench.cli import bench
 
 SERVE_HELP = """Start the MACP runtime (gRPC) on its embedded SQLite storage.
 
@@ -151,6 +152,8 @@ def _dry_run(directory: Path | None) -> int:
     click.echo(f"{len(loaded)} policies valid")
     return 0
 
+
+main.add_command(bench)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -195,6 +195,7 @@ async def test_retention_evicts_from_memory_but_the_log_keeps_the_session(
     await runtime._maintenance()
     slot = runtime.sessions.loaded(SID)
     assert slot is not None and slot.session is None  # cold: only the summary stays in memory
+    assert runtime.sessions.hot() == 0
     page, _ = runtime.list_sessions(10, "")
     assert [s.session_id for s in page] == [SID]
     summary = await runtime.get_session(LEAD, SID)
@@ -214,6 +215,7 @@ async def test_retention_evicts_from_memory_but_the_log_keeps_the_session(
         ),
     )
     assert slot.session is not None  # what-if needs the session itself: replayed from the log
+    assert runtime.sessions.hot() == 1
 
 
 async def test_max_open_sessions(runtime: Runtime) -> None:

@@ -379,7 +379,8 @@ def install_faults(monkeypatch: pytest.MonkeyPatch) -> Faults:
         def executemany(self, sql: str, rows: Iterable[Any], /) -> sqlite3.Cursor:
             rows = list(rows)
             cursor = super().executemany(sql, rows)
-            if faults.full_disk_for is not None and rows and rows[0][0] == faults.full_disk_for:
+            # The doomed session's rows cannot be written, whichever batch they travel in.
+            if faults.full_disk_for is not None and any(row[0] == faults.full_disk_for for row in rows):
                 raise sqlite3.OperationalError("database or disk is full (injected)")
             return cursor
 

@@ -118,6 +118,7 @@ class Runtime:
         self.registries = Registries(store, policies_dir=settings.policies_dir)
         self.receipts = receipts or ReceiptIssuer.ephemeral(settings.receipt_issuer)
         self.metrics = metrics or Metrics()
+        self.metrics.watch_store(store)
         self.lifecycle: Topic[SessionEvent] = Topic()
         self.signals: Topic[SignalEvent] = Topic()
         self._streams: dict[str, Topic[Frame]] = {}

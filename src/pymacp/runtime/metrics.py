@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 MAX_MODE_LABELS = 1000
 OVERFLOW = "_overflow"
@@ -42,6 +47,11 @@ class Metrics:
         self.append_seconds = Histogram("macp_append_seconds", "Durable append latency", registry=r)
         self._modes: set[str] = set()
 
+    def watch_store(self, store: Any) -> None:
+        """Export the store's own counters (transactions = fsyncs, entries) when it keeps them."""
+        if hasattr(store, "commits") and hasattr(store, "appended_entries"):
+            self.registry.register(_StoreCollector(store))
+
     def mode(self, mode: str) -> str:
         """A bounded label value: at most MAX_MODE_LABELS distinct modes, then one overflow bucket."""
         if mode in self._modes:
@@ -50,3 +60,18 @@ class Metrics:
             return OVERFLOW
         self._modes.add(mode)
         return mode
+
+
+class _StoreCollector(Collector):
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(
+            "macp_storage_commits",
+            "Storage transactions committed (one fsync each)",
+            value=self._store.commits,
+        )
+        yield CounterMetricFamily(
+            "macp_storage_entries", "History entries appended", value=self._store.appended_entries
+        )

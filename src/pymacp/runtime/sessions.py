@@ -46,6 +46,7 @@ class SessionTable:
         self._slots: dict[str, SessionSlot] = {}
         self._hydrating: dict[str, asyncio.Future[None]] = {}
         self._open_by_initiator: Counter[str] = Counter()
+        self._hot = 0  # slots holding a session (kept as a count: listing slots is O(sessions))
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -82,6 +83,7 @@ class SessionTable:
             raise StorageError(f"session {slot.session_id} has a summary but no stored history")
         if slot.session is None:
             slot.session = session
+            self._hot += 1
 
     def reserve(self, session_id: str) -> SessionSlot:
         """The slot a SessionStart decides under: the existing one, or a new empty one."""
@@ -99,6 +101,8 @@ class SessionTable:
         """Make ``session`` the slot's current state (after it is durable)."""
         self._count(slot.summary, -1)
         self._count(summary, +1)
+        if slot.session is None:
+            self._hot += 1
         slot.session = session
         slot.summary = summary
         self._slots[slot.session_id] = slot
@@ -115,19 +119,23 @@ class SessionTable:
         slot = self._slots.get(session_id)
         idle = slot is not None and (slot._lock is None or not slot._lock.locked())
         if slot is not None and idle and slot.summary is not None and slot.summary.state.is_terminal:
+            if slot.session is not None:
+                self._hot -= 1
             slot.session = None
 
     def forget(self, session_id: str) -> None:
         slot = self._slots.pop(session_id, None)
         if slot is not None:
             self._count(slot.summary, -1)
+            if slot.session is not None:
+                self._hot -= 1
 
     def summaries(self) -> list[SessionSummary]:
         """A snapshot of every known session's summary (summaries are immutable values)."""
         return [s.summary for s in self._slots.values() if s.summary is not None]
 
     def hot(self) -> int:
-        return sum(1 for s in self._slots.values() if s.session is not None)
+        return self._hot
 
     async def recover(self, *, strict: bool) -> tuple[int, int]:
         """Know every stored session again; returns (sessions, skipped).

@@ -10,8 +10,10 @@ embedding a runtime in your own tests::
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
+import sys
 from dataclasses import replace
 from types import TracebackType
 from typing import Any
@@ -34,6 +36,7 @@ log = logging.getLogger("pymacp.server")
 DATABASE_FILE = "macp.sqlite3"
 RECEIPT_KEY_FILE = "receipt-signing-key.pem"
 GRPC_OVERHEAD_BYTES = 64 * 1024
+SWITCH_INTERVAL_S = 0.0005
 
 
 class RuntimeServer:
@@ -71,6 +74,7 @@ class RuntimeServer:
         runtime = Runtime(settings, store, clock=self._clock, receipts=self._receipts())
         await runtime.start()
         self.runtime = runtime
+        _tune_interpreter()
         max_message = settings.max_payload_bytes + GRPC_OVERHEAD_BYTES
         server = grpc.aio.server(
             options=[
@@ -152,6 +156,19 @@ class RuntimeServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.stop(grace=0)
+
+
+def _tune_interpreter() -> None:
+    """Interpreter settings for a server process (see docs/architecture.md, "Performance").
+
+    The storage writer thread makes many short calls that release the GIL; with the
+    default 5 ms switch interval each one can wait that long for the busy event loop to
+    let go, which shows up as tail latency. Everything loaded at start-up is long-lived,
+    so it is moved out of the garbage collector's way.
+    """
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    gc.collect()
+    gc.freeze()
 
 
 async def serve(settings: Settings) -> None:

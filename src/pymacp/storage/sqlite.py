@@ -93,11 +93,19 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 @dataclass(slots=True)
+class _Append:
+    session_id: str
+    rows: list[Row]
+    summary: str | None
+
+
+@dataclass(slots=True)
 class _Write:
     apply: Callable[[sqlite3.Connection], None]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[None]
     entries: int  # history entries this write appends, for the counter
+    append: _Append | None = None  # set for appends, which take the batched fast path
 
 
 class SqliteStore:
@@ -108,7 +116,10 @@ class SqliteStore:
         self._synchronous = synchronous.upper()
         self._open_lock = asyncio.Lock()
         self._lock = threading.Lock()  # makes "check closed, then enqueue" atomic against close()
-        self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[_Write] | None] = queue.SimpleQueue()
+        # Writes submitted during one event-loop iteration reach the writer together, so
+        # requests that arrive together share a transaction instead of racing it one by one.
+        self._handover: list[_Write] = []
         self._opened = False
         self._closed = False
         self._broken: StorageError | None = None
@@ -118,6 +129,7 @@ class SqliteStore:
         self._reader_pool: ThreadPoolExecutor | None = None
         self._commits = 0
         self._appended_entries = 0
+        self._next_index: dict[str, int] = {}  # writer thread only: each session's next log index
 
     @property
     def path(self) -> Path:
@@ -160,6 +172,7 @@ class SqliteStore:
                 self._closed = True
                 if not self._opened:
                     return
+                self._hand_over_locked()
                 self._queue.put(None)  # after every write already queued: those are drained first
             await asyncio.to_thread(self._shut_down)
 
@@ -214,7 +227,9 @@ class SqliteStore:
         if entries:
             check_append(session_id, entries)
         rows = [to_row(entry) for entry in entries]
-        await self._submit(partial(_insert, session_id, rows, summary), len(rows))
+        await self._submit(
+            partial(_insert, session_id, rows, summary), len(rows), _Append(session_id, rows, summary)
+        )
 
     async def delete_session(self, session_id: str) -> None:
         await self._submit(partial(_delete_session, session_id))
@@ -230,15 +245,28 @@ class SqliteStore:
         sql = "DELETE FROM documents WHERE registry = ? AND key = ?"
         await self._submit(partial(_execute, sql, (registry, key)))
 
-    async def _submit(self, apply: Callable[[sqlite3.Connection], None], entries: int = 0) -> None:
+    async def _submit(
+        self, apply: Callable[[sqlite3.Connection], None], entries: int = 0, append: _Append | None = None
+    ) -> None:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         with self._lock:
             self._check_open()
             if self._broken is not None:
                 raise _copy(self._broken)
-            self._queue.put(_Write(apply, loop, future, entries))
+            if not self._handover:
+                loop.call_soon(self._hand_over)
+            self._handover.append(_Write(apply, loop, future, entries, append))
         await future
+
+    def _hand_over(self) -> None:
+        with self._lock:
+            self._hand_over_locked()
+
+    def _hand_over_locked(self) -> None:
+        if self._handover:
+            self._queue.put(self._handover)
+            self._handover = []
 
     def _write_loop(self, connection: sqlite3.Connection) -> None:
         stopping = False
@@ -250,7 +278,7 @@ class SqliteStore:
                 except queue.Empty:
                     break
             stopping = batch[-1] is None  # close() enqueues the stop marker last of all
-            writes = [write for write in batch if write is not None]
+            writes = [write for group in batch if group is not None for write in group]
             if not writes:
                 continue
             try:
@@ -270,7 +298,7 @@ class SqliteStore:
                 f"cannot start a write transaction on {self._path}: {exc}; nothing was written"
             )
             return [error] * len(writes)
-        outcomes = [_apply(connection, write) for write in writes]
+        outcomes, advanced = self._write_batch(connection, writes)
         try:
             connection.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -285,7 +313,74 @@ class SqliteStore:
         self._appended_entries += sum(
             w.entries for w, error in zip(writes, outcomes, strict=True) if error is None
         )
+        if advanced is None:
+            self._next_index.clear()  # a delete or an unusual batch: look indexes up again
+        else:
+            self._next_index.update(advanced)
         return outcomes
+
+    def _write_batch(
+        self, connection: sqlite3.Connection, writes: list[_Write]
+    ) -> tuple[list[StorageError | None], dict[str, int] | None]:
+        """Apply a batch; returns each caller's outcome and the new next-index of appended sessions.
+
+        The fast path, for batches of appends only, checks that each append continues its log
+        against an in-memory index and inserts every row with one statement, so a batch costs
+        a handful of calls into SQLite however many callers share it. Anything else — another
+        kind of write, or an error — takes the slow path: one savepoint per caller.
+        """
+        appends = [w.append for w in writes]
+        if all(a is not None for a in appends):
+            fast = self._append_fast(connection, [a for a in appends if a is not None])
+            if fast is not None:
+                return fast
+        outcomes = [_apply(connection, write) for write in writes]
+        return outcomes, None
+
+    def _append_fast(
+        self, connection: sqlite3.Connection, appends: list[_Append]
+    ) -> tuple[list[StorageError | None], dict[str, int]] | None:
+        nxt: dict[str, int] = {}
+        outcomes: list[StorageError | None] = []
+        rows: list[tuple[object, ...]] = []
+        summaries: dict[str, str] = {}
+        for append in appends:
+            sid = append.session_id
+            expected = nxt.get(sid)
+            if expected is None:
+                expected = self._next_index.get(sid)
+            if expected is None:
+                last = connection.execute(
+                    "SELECT idx FROM entries WHERE session_id = ? ORDER BY idx DESC LIMIT 1", (sid,)
+                ).fetchone()
+                expected = 0 if last is None else last[0] + 1
+            if append.rows and append.rows[0].idx != expected:
+                outcomes.append(continuation_error(sid, expected, append.rows[0].idx))
+                nxt.setdefault(sid, expected)
+                continue
+            outcomes.append(None)
+            nxt[sid] = expected + len(append.rows)
+            rows.extend((sid, *row) for row in append.rows)
+            if append.summary is not None:
+                summaries[sid] = append.summary
+        connection.execute("SAVEPOINT fast")
+        try:
+            connection.executemany(
+                "INSERT INTO entries (session_id, idx, ordinal, kind, accepted_at, envelope, binding) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            connection.executemany(
+                "INSERT INTO summaries (session_id, summary) VALUES (?, ?) "
+                "ON CONFLICT (session_id) DO UPDATE SET summary = excluded.summary",
+                list(summaries.items()),
+            )
+        except sqlite3.Error:
+            connection.execute("ROLLBACK TO fast")
+            connection.execute("RELEASE fast")
+            return None  # the slow path finds out which caller's write it was
+        connection.execute("RELEASE fast")
+        return outcomes, nxt
 
     # -- reads -----------------------------------------------------------------------------
 

@@ -1,0 +1,241 @@
+"""Scenarios over unary Send: throughput (1), fsync-contended commits (2), latency (3), durability (8).
+
+They share one SQLite runtime and one no-op baseline server (:func:`unary_rig`), each with
+the same ``Scale.sessions`` Task sessions set up, so the load clients send identical
+TaskUpdates to both. Scenario 8 starts its own pair of fresh runtimes instead, SQLite and
+memory-only, so the two it compares differ in nothing else.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+from .load import CallStats, closed_loop, paced, rounds, setup_sessions
+from .processes import BaselineProcess, BenchError, RuntimeProcess
+from .report import Figure, compared, counted, percentile
+from .runner import Bench, Scale, Scenario
+from .workload import new_session_id
+
+STORAGE_COMMITS = "macp_storage_commits_total"
+CONTENDED_SENDS = 8
+FSYNC_TARGET = 1.5
+
+
+@dataclass(frozen=True, slots=True)
+class UnaryRig:
+    runtime: RuntimeProcess
+    baseline: BaselineProcess
+    sessions: tuple[str, ...]
+
+
+def checked(stats: CallStats, what: str) -> CallStats:
+    if stats.errors:
+        raise BenchError(f"{what}: {stats.errors} calls failed; the first: {stats.first_error}")
+    return stats
+
+
+def errors_note(*stats: CallStats) -> str:
+    failed = sum(s.errors for s in stats)
+    if not failed:
+        return ""
+    first = next(s.first_error for s in stats if s.first_error)
+    return f"{failed} calls failed (first: {first})"
+
+
+def prepared_sessions(bench: Bench, targets: tuple[str, ...], count: int) -> tuple[str, ...]:
+    sessions = tuple(new_session_id() for _ in range(count))
+    for target in targets:
+        checked(setup_sessions(target, sessions), f"setting up {count} sessions on {target}")
+    return sessions
+
+
+def unary_rig(bench: Bench) -> UnaryRig:
+    runtime = bench.stack.enter_context(RuntimeProcess(bench.directory("sqlite"), bench.work_dir))
+    baseline = bench.stack.enter_context(BaselineProcess("unary", bench.work_dir))
+    runtime.start()
+    baseline.start()
+    bench.log(f"  setting up {bench.scale.sessions:,} Task sessions on the runtime and the baseline")
+    sessions = prepared_sessions(bench, (runtime.target, baseline.target), bench.scale.sessions)
+    return UnaryRig(runtime, baseline, sessions)
+
+
+def max_rate(bench: Bench, rig: UnaryRig) -> float:
+    """The runtime's throughput at the largest client count, from scenario 1 or measured now."""
+    if "max_rate" not in bench.cache:
+        clients = bench.scale.max_clients
+        bench.cache["max_rate"] = closed_loop(
+            rig.runtime.target, rig.sessions, clients, bench.scale.measure_s
+        ).rate
+    return bench.cache["max_rate"]
+
+
+# -- 1 ------------------------------------------------------------------------------------------
+
+
+def throughput(bench: Bench) -> list[Figure]:
+    rig = bench.shared("unary", unary_rig)
+    figures = []
+    for clients in bench.scale.clients:
+        ours = closed_loop(rig.runtime.target, rig.sessions, clients, bench.scale.measure_s)
+        theirs = closed_loop(rig.baseline.target, rig.sessions, clients, bench.scale.measure_s)
+        bench.log(f"  {clients} clients: runtime {ours.rate:,.0f}/s, no-op baseline {theirs.rate:,.0f}/s")
+        if clients == bench.scale.max_clients:
+            bench.cache["max_rate"] = ours.rate
+        figures.append(
+            compared(
+                "throughput",
+                f"durable Send/s, {counted(clients, 'client')}",
+                ours.rate,
+                "env/s",
+                theirs.rate,
+                at_least=0.5 if clients == bench.scale.max_clients else None,
+                note=errors_note(ours, theirs),
+            )
+        )
+    return figures
+
+
+# -- 2 ------------------------------------------------------------------------------------------
+
+
+def fsync_contention(bench: Bench) -> list[Figure]:
+    rig = bench.shared("unary", unary_rig)
+    sessions = rig.sessions[:CONTENDED_SENDS]
+    count = bench.scale.rounds
+    fsync = bench.fsync_s
+    before = rig.runtime.metric(STORAGE_COMMITS)
+    ours = rounds(rig.runtime.target, sessions, count)
+    after = rig.runtime.metric(STORAGE_COMMITS)
+    theirs = rounds(rig.baseline.target, sessions, count)
+    round_s = statistics.median(ours.samples_s)
+    noop_s = statistics.median(theirs.samples_s)
+    bench.log(f"  round of 8: runtime {round_s * 1000:.2f} ms, no-op {noop_s * 1000:.2f} ms")
+    commits = None if before is None or after is None else (after - before) / (count + 1)  # +1: warm-up
+    return [
+        Figure("fsync", "one fsync (write 4 KiB + fsync), median", fsync * 1000, "ms"),
+        compared(
+            "fsync",
+            "8 concurrent durable sends, median round (baseline: one fsync)",
+            round_s * 1000,
+            "ms",
+            fsync * 1000,
+            at_most=FSYNC_TARGET,
+            note=errors_note(ours),
+        ),
+        Figure(
+            "fsync",
+            "storage commits (fsyncs) per round of 8",
+            commits,
+            "commits",
+            target=f"≤ {FSYNC_TARGET:g}",
+            met=None if commits is None else commits <= FSYNC_TARGET,
+            note="" if commits is not None else f"n/a: the runtime does not expose {STORAGE_COMMITS}",
+        ),
+        compared(
+            "fsync",
+            "8 concurrent sends, median round against the no-op server",
+            round_s * 1000,
+            "ms",
+            noop_s * 1000,
+            note=f"the runtime's excess over the no-op round is {(round_s - noop_s) / fsync:.1f} fsyncs",
+        ),
+    ]
+
+
+# -- 3 ------------------------------------------------------------------------------------------
+
+
+def latency(bench: Bench) -> list[Figure]:
+    rig = bench.shared("unary", unary_rig)
+    rate = 0.5 * max_rate(bench, rig)
+    ours = paced(rig.runtime.target, rig.sessions, rate, bench.scale.measure_s)
+    theirs = paced(rig.baseline.target, rig.sessions, rate, bench.scale.measure_s)
+    p50, p99 = (percentile(ours.samples_s, q) * 1000 for q in (50, 99))
+    b50, b99 = (percentile(theirs.samples_s, q) * 1000 for q in (50, 99))
+    fsync_ms = bench.fsync_s * 1000
+    bench.log(f"  at {rate:,.0f}/s: runtime p50 {p50:.2f} / p99 {p99:.2f} ms, no-op {b50:.2f} / {b99:.2f} ms")
+    allowed = 2 * b99 + fsync_ms
+    note = "; ".join(filter(None, [f"offered load {rate:,.0f} env/s", errors_note(ours, theirs)]))
+    return [
+        compared("latency", "ack latency p50 at half of max throughput", p50, "ms", b50, note=note),
+        Figure(
+            "latency",
+            "ack latency p99 at half of max throughput",
+            p99,
+            "ms",
+            b99,
+            p99 / b99 if b99 else None,
+            target=f"≤ 2×baseline + 1 fsync = {allowed:.2f} ms",
+            met=p99 <= allowed,
+        ),
+    ]
+
+
+# -- 8 ------------------------------------------------------------------------------------------
+
+
+def durability(bench: Bench) -> list[Figure]:
+    clients = bench.scale.max_clients
+    with (
+        RuntimeProcess(bench.directory("durable"), bench.work_dir) as durable,
+        RuntimeProcess(bench.directory("memory"), bench.work_dir, memory_only=True) as memory,
+    ):
+        durable.start()
+        memory.start()
+        sessions = prepared_sessions(bench, (durable.target, memory.target), bench.scale.sessions)
+        ours = closed_loop(durable.target, sessions, clients, bench.scale.measure_s)
+        theirs = closed_loop(memory.target, sessions, clients, bench.scale.measure_s)
+    bench.log(f"  {clients} clients: SQLite {ours.rate:,.0f}/s, memory only {theirs.rate:,.0f}/s")
+    return [
+        compared(
+            "durability",
+            f"Send/s at {clients} clients, SQLite (baseline: MACP_MEMORY_ONLY=1)",
+            ours.rate,
+            "env/s",
+            theirs.rate,
+            at_least=0.8,
+            note=errors_note(ours, theirs),
+        )
+    ]
+
+
+# -- estimates (seconds on a 2-core machine) ----------------------------------------------------
+
+SPAWN_S = 1.5  # starting a round of client processes
+
+
+def _setup_s(scale: Scale) -> float:
+    return 2.0 + scale.sessions * 0.007
+
+
+SCENARIOS = [
+    Scenario(
+        1,
+        "throughput",
+        "durable Send throughput at 1/8/64 clients vs a no-op gRPC server",
+        throughput,
+        lambda s: _setup_s(s) + len(s.clients) * 2 * (s.measure_s + SPAWN_S),
+    ),
+    Scenario(
+        2,
+        "fsync",
+        "8 concurrent durable sends to 8 sessions, in fsync units",
+        fsync_contention,
+        lambda s: 2 * (SPAWN_S + s.rounds * 0.01),
+    ),
+    Scenario(
+        3,
+        "latency",
+        "ack latency p50/p99 at half the maximum throughput",
+        latency,
+        lambda s: 2 * (s.measure_s + SPAWN_S) + 1,
+    ),
+    Scenario(
+        8,
+        "durability",
+        "durable throughput vs MACP_MEMORY_ONLY=1",
+        durability,
+        lambda s: 2 * _setup_s(s) + 2 * (s.measure_s + SPAWN_S),
+    ),
+]

@@ -1,0 +1,189 @@
+"""``pymacp bench``: the quick run produces every figure of every scenario (no timing is asserted).
+
+The smoke test runs ``python -m pymacp bench --quick --json`` as a real subprocess, the way
+CI does, and checks the JSON: all eight scenarios ran without error, each produced its
+figures, and every figure is a number (or n/a with a note saying why). The small helpers
+that decide what a figure means (ratios, targets, percentiles, client spreading, scenario
+selection) are tested directly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from pymacp.bench.load import CallStats, spread
+from pymacp.bench.report import Figure, compared, percentile, table
+from pymacp.bench.runner import FULL, QUICK, select
+
+SCENARIOS = ["throughput", "fsync", "latency", "fanout", "replay", "recovery", "memory", "durability"]
+# Figures each scenario must produce, at least (scenario 1: one per client count, and so on).
+MIN_FIGURES = {
+    "throughput": 3,
+    "fsync": 3,
+    "latency": 2,
+    "fanout": 3,
+    "replay": 2,
+    "recovery": 1,
+    "memory": 2,
+    "durability": 1,
+}
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    work = tmp_path_factory.mktemp("bench")
+    out = work / "bench.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pymacp",
+            "bench",
+            "--quick",
+            "--json",
+            str(out),
+            "--data-dir",
+            str(work / "data"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "durable Send/s" in result.stdout  # the table went to stdout
+    assert "[8/8]" in result.stderr  # progress went to stderr
+    document: dict[str, object] = json.loads(out.read_text())
+    return document
+
+
+def test_quick_run_produces_every_scenario(quick_run: dict[str, object]) -> None:
+    assert quick_run["quick"] is True
+    scenarios = quick_run["scenarios"]
+    assert isinstance(scenarios, list)
+    assert [s["name"] for s in scenarios] == SCENARIOS
+    assert [s["number"] for s in scenarios] == list(range(1, 9))
+    for scenario in scenarios:
+        assert scenario["error"] is None, scenario
+        assert len(scenario["figures"]) >= MIN_FIGURES[scenario["name"]], scenario
+
+
+def test_every_figure_is_a_number_or_explained(quick_run: dict[str, object]) -> None:
+    figures = quick_run["figures"]
+    assert isinstance(figures, list)
+    for figure in figures:
+        assert set(figure) >= {"scenario", "figure", "value", "unit", "baseline", "ratio", "target", "met"}
+        if figure["value"] is None:
+            assert figure["note"].startswith("n/a"), figure  # e.g. a metric the runtime does not expose
+            continue
+        assert _is_number(figure["value"]), figure
+        if figure["baseline"] is not None:
+            assert _is_number(figure["baseline"]) and figure["baseline"] > 0, figure
+            assert _is_number(figure["ratio"]), figure
+        if figure["target"] and "not judged" not in figure["note"]:
+            assert isinstance(figure["met"], bool), figure
+
+
+def test_targets_of_the_issue_are_judged(quick_run: dict[str, object]) -> None:
+    figures = quick_run["figures"]
+    assert isinstance(figures, list)
+    judged = {f["scenario"] for f in figures if f["target"]}
+    assert judged == set(SCENARIOS)
+    throughput = [f for f in figures if f["scenario"] == "throughput"]
+    assert [f["target"] for f in throughput] == ["", "", "ratio ≥ 0.5"]  # the target is at 64 clients
+
+
+def test_the_json_describes_the_machine_and_the_run(quick_run: dict[str, object]) -> None:
+    machine = quick_run["machine"]
+    assert isinstance(machine, dict)
+    assert machine["cpu_count"] >= 1
+    assert machine["memory_bytes"] > 0
+    assert machine["python"].count(".") == 2
+    assert machine["kernel"]
+    assert machine["data_dir_disk"]["fstype"]
+    assert _is_number(quick_run["fsync_ms"]) and quick_run["fsync_ms"] > 0
+    assert _is_number(quick_run["duration_s"])
+    assert quick_run["scale"]["recovery_envelopes"] == QUICK.recovery_envelopes
+
+
+def test_unknown_scenarios_are_refused_with_the_list() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pymacp", "bench", "--only", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "unknown scenario 'nope'" in result.stderr
+    assert "1=throughput" in result.stderr
+
+
+# -- the helpers behind the figures ------------------------------------------------------------
+
+
+def test_select_by_name_or_number_in_scenario_order() -> None:
+    assert [s.name for s in select("memory,1, fanout")] == ["throughput", "fanout", "memory"]
+    assert [s.number for s in select(None)] == list(range(1, 9))
+    with pytest.raises(ValueError, match="unknown scenario '9'"):
+        select("9")
+
+
+def test_compared_judges_the_ratio_against_the_target() -> None:
+    high = compared("t", "f", 60.0, "env/s", 100.0, at_least=0.5)
+    assert (high.ratio, high.target, high.met) == (0.6, "ratio ≥ 0.5", True)
+    slow = compared("t", "f", 3.0, "s", 1.0, at_most=2.0)
+    assert (slow.ratio, slow.target, slow.met) == (3.0, "ratio ≤ 2", False)
+    info = compared("t", "f", 1.0, "ms", 0.0)
+    assert (info.ratio, info.target, info.met) == (None, "", None)
+
+
+def test_percentile_is_nearest_rank() -> None:
+    samples = [float(n) for n in range(1, 101)]
+    assert percentile(samples, 50) == 50.0
+    assert percentile(samples, 99) == 99.0
+    assert percentile([7.0], 99) == 7.0
+    assert math.isnan(percentile([], 50))
+
+
+def test_spread_shares_clients_over_processes() -> None:
+    assert spread(64, 4) == [16, 16, 16, 16]
+    assert spread(10, 4) == [3, 3, 2, 2]
+    assert spread(1, 1) == [1]
+
+
+def test_call_stats_merge_adds_calls_and_keeps_the_longest_elapsed() -> None:
+    a = CallStats(calls=10, elapsed_s=2.0, samples_s=[0.1])
+    b = CallStats(calls=5, errors=1, first_error="boom", elapsed_s=3.0, samples_s=[0.2])
+    merged = CallStats.merge([a, b])
+    assert (merged.calls, merged.errors, merged.first_error, merged.elapsed_s) == (15, 1, "boom", 3.0)
+    assert merged.rate == 5.0
+    assert merged.samples_s == [0.1, 0.2]
+
+
+def test_table_marks_missed_targets_and_lists_notes() -> None:
+    figures = [
+        Figure("fsync", "commits per round", None, "commits", target="≤ 1.5", note="n/a: not exposed"),
+        compared("throughput", "Send/s", 40.0, "env/s", 100.0, at_least=0.5),
+    ]
+    text = table(figures, {"fsync": 2, "throughput": 1})
+    assert "n/a" in text
+    assert "NO" in text.splitlines()[3]
+    assert "[fsync] commits per round: n/a: not exposed" in text
+
+
+def test_the_full_run_is_larger_than_the_quick_one() -> None:
+    assert FULL.recovery_envelopes == 1_000_000 and FULL.recovery_sessions == 10_000
+    assert FULL.replay_envelopes == 100_000
+    assert FULL.memory_sessions == (10_000, 100_000)
+    assert FULL.clients == QUICK.clients == (1, 8, 64)
+    assert [s for s, _ in FULL.fanout] == [1, 10, 100]
