@@ -37,6 +37,8 @@ DATABASE_FILE = "macp.sqlite3"
 RECEIPT_KEY_FILE = "receipt-signing-key.pem"
 GRPC_OVERHEAD_BYTES = 64 * 1024
 SWITCH_INTERVAL_S = 0.0005
+FULL_COLLECTION_INTERVAL_S = 5
+NO_AUTOMATIC_FULL_COLLECTION = 1_000_000
 
 
 class RuntimeServer:
@@ -49,6 +51,7 @@ class RuntimeServer:
         self.runtime: Runtime | None = None
         self._server: grpc.aio.Server | None = None
         self._metrics_server: Any = None
+        self._collector: asyncio.Task[None] | None = None
         self.port = 0
 
     @classmethod
@@ -75,6 +78,7 @@ class RuntimeServer:
         await runtime.start()
         self.runtime = runtime
         _tune_interpreter()
+        self._collector = asyncio.create_task(_collect_periodically(), name="pymacp-gc")
         max_message = settings.max_payload_bytes + GRPC_OVERHEAD_BYTES
         server = grpc.aio.server(
             options=[
@@ -144,6 +148,9 @@ class RuntimeServer:
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
             self._metrics_server = None
+        if self._collector is not None:
+            self._collector.cancel()
+            self._collector = None
         if self.runtime is not None:
             await self.runtime.stop()
             self.runtime = None
@@ -159,16 +166,30 @@ class RuntimeServer:
 
 
 def _tune_interpreter() -> None:
-    """Interpreter settings for a server process (see docs/architecture.md, "Performance").
+    """Interpreter settings for a server process (see docs/architecture.md).
 
     The storage writer thread makes many short calls that release the GIL; with the
     default 5 ms switch interval each one can wait that long for the busy event loop to
-    let go, which shows up as tail latency. Everything loaded at start-up is long-lived,
-    so it is moved out of the garbage collector's way.
+    let go, which shows up as tail latency.
+
+    Full garbage collections scan every tracked object, and a runtime holds many
+    long-lived ones (sessions, summaries): left automatic they stall the event loop for
+    tens of milliseconds. Young collections stay automatic; full ones run on a timer
+    (:func:`_collect_periodically`), each followed by ``gc.freeze()`` so the next one only
+    scans what was created since.
     """
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     gc.collect()
     gc.freeze()
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, NO_AUTOMATIC_FULL_COLLECTION)
+
+
+async def _collect_periodically() -> None:
+    while True:
+        await asyncio.sleep(FULL_COLLECTION_INTERVAL_S)
+        gc.collect()
+        gc.freeze()
 
 
 async def serve(settings: Settings) -> None:
