@@ -18,7 +18,7 @@ from macp_sdk.receipt import ReceiptSigner, build_receipt, trusted_keys_from_jwk
 
 import macp_fixtures as fx
 from pymacp.runtime import receipts
-from pymacp.runtime.receipts import EMPTY_JWKS, ReceiptError, ReceiptIssuer, ReceiptKeyError
+from pymacp.runtime.receipts import ReceiptError, ReceiptIssuer, ReceiptKeyError
 
 DECISION = "macp.mode.decision.v1"
 ACCEPTED_AT_MS = 1_767_225_600_123  # 2026-01-01T00:00:00.123Z
@@ -213,7 +213,6 @@ def test_jwks_publishes_only_the_public_key_with_an_rfc7638_kid() -> None:
     assert trusted_keys_from_jwks(json.loads(issuer.jwks_json())) == {
         issuer.kid: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
     }
-    assert json.loads(EMPTY_JWKS) == {"keys": []}
 
 
 def test_new_key_file_is_private_pkcs8_pem(tmp_path: Path) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
 
 from macp.modes.task.v1 import task_pb2
 from macp.v1 import core_pb2, envelope_pb2
@@ -77,11 +76,6 @@ def accept_envelope(session_id: str) -> envelope_pb2.Envelope:
 def update_envelope(session_id: str) -> envelope_pb2.Envelope:
     payload = task_pb2.TaskUpdatePayload(task_id=TASK_ID, status="working", progress=0.5, message="step")
     return _envelope("TaskUpdate", session_id, WORKER, payload.SerializeToString())
-
-
-def setup_envelopes(session_id: str) -> Sequence[envelope_pb2.Envelope]:
-    """The three envelopes that make a session ready for TaskUpdates, in order."""
-    return (start_envelope(session_id), request_envelope(session_id), accept_envelope(session_id))
 
 
 def ack_response(env: envelope_pb2.Envelope) -> core_pb2.SendResponse:

@@ -160,10 +160,6 @@ class Session:
     resolved_by_index: int | None = None
     ended_at_ms: int | None = None
 
-    @property
-    def participant_set(self) -> frozenset[str]:
-        return frozenset(self.participants)
-
     def may_read(self, identity: Identity) -> bool:
         """Initiator, declared participants and admitted observers may read a session."""
         return (

@@ -32,7 +32,6 @@ from macp.v1 import core_pb2
 from pymacp.kernel.commitment_hash import hash_projection, project
 
 RECEIPT_FORMAT = "macp-receipt/1"
-EMPTY_JWKS = '{"keys":[]}'  # what GetReceiptKeys serves when the runtime signs nothing
 
 
 class ReceiptKeyError(Exception):

@@ -63,10 +63,6 @@ class Context:
     semantics_rev: int
     runtime_emitted: bool = False  # True only for envelopes the runtime synthesized itself
 
-    @property
-    def sender_is_participant(self) -> bool:
-        return self.sender in self.participants
-
     def holds(self, who: Who) -> bool:
         if who is Who.PARTICIPANT:
             return self.sender in self.participants

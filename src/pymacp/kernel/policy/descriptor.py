@@ -121,8 +121,6 @@ STANDARD_POLICIES: tuple[PolicyDescriptor, ...] = (
     ),
 )
 
-BUILTIN_POLICY_IDS = frozenset(p.policy_id for p in STANDARD_POLICIES)
-
 
 def is_reserved_policy_id(policy_id: str) -> bool:
     return policy_id == DEFAULT_POLICY_ID or policy_id.startswith(RESERVED_PREFIX)
