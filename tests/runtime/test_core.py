@@ -281,6 +281,9 @@ async def test_restart_recovers_sessions_and_registries(clock: FakeClock, tmp_pa
     try:
         slot = second.sessions.loaded(SID)
         assert slot is not None and slot.session is None  # start-up read the summary, replayed nothing
+        assert (await second.send(LEAD, start())).duplicate  # a retried start of a cold session
+        again = await second.send(LEAD, replace(start(), message_id="another-start"))
+        assert again.rejection is not None and again.rejection.code is ErrorCode.SESSION_ALREADY_EXISTS
         assert await second.get_session(LEAD, SID) == before
         assert slot.session is not None
         assert second.policy("policy.test.t").policy_id == "policy.test.t"

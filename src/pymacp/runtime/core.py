@@ -169,6 +169,8 @@ class Runtime:
             return self._finish(env, identity, self.kernel.decide(None, identity, env, now), None, now)
         if env.message_type == SESSION_START:
             slot: SessionSlot | None = self.sessions.reserve(env.session_id)
+            if slot is not None and slot.session is None and slot.summary is not None:
+                slot = await self._slot(env.session_id)  # an existing, cold session: replay it first
         else:
             slot = await self._slot(env.session_id)
         if slot is None:
