@@ -166,7 +166,7 @@ class Runtime:
         if not limiter.allow(identity.sender, now):
             return self._nack(env, Rejection(ErrorCode.RATE_LIMITED, "rate limit exceeded; retry later"), now)
         if not env.session_id or env.is_ambient:
-            return self._finish(env, identity, self.kernel.decide(None, identity, env, now), None, now)
+            return self._finish(env, self.kernel.decide(None, identity, env, now), None, now)
         if env.message_type == SESSION_START:
             slot: SessionSlot | None = self.sessions.reserve(env.session_id)
             if slot is not None and slot.session is None and slot.summary is not None:
@@ -174,7 +174,7 @@ class Runtime:
         else:
             slot = await self._slot(env.session_id)
         if slot is None:
-            return self._finish(env, identity, self.kernel.decide(None, identity, env, now), None, now)
+            return self._finish(env, self.kernel.decide(None, identity, env, now), None, now)
         async with slot.lock:
             now = self.clock()
             try:
@@ -196,15 +196,13 @@ class Runtime:
                 )
             finally:
                 self.sessions.release_if_empty(slot)
-            return self._finish(env, identity, decision, slot, now)
+            return self._finish(env, decision, slot, now)
 
     def _over_quota(self, identity: Identity) -> bool:
         cap = identity.max_open_sessions
         return cap is not None and self.sessions.open_sessions_of(identity.sender) >= cap
 
-    def _finish(
-        self, env: Envelope, identity: Identity, decision: Decision, slot: SessionSlot | None, now: int
-    ) -> Ack:
+    def _finish(self, env: Envelope, decision: Decision, slot: SessionSlot | None, now: int) -> Ack:
         mode_label = self.metrics.mode(env.mode)
         if isinstance(decision, Rejected):
             self.metrics.messages_rejected.labels(mode_label, decision.rejection.code.value).inc()

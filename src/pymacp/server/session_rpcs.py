@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +13,7 @@ from macp.v1 import core_pb2, envelope_pb2, policy_pb2
 
 from ..kernel import Envelope, ErrorCode, Identity, Rejection
 from ..kernel.envelope import SESSION_START
-from ..runtime.core import Frame, Refused, follow
+from ..runtime.core import Ack, Frame, Refused, follow
 from ..runtime.topic import Lagged, Subscription
 from . import convert
 from .base import Context, ServiceBase
@@ -83,7 +83,7 @@ class SessionRPCs(ServiceBase):
         )
         return core_pb2.ResumeSessionResponse(ack=ack)
 
-    async def _lifecycle(self, context: Context, call: Any) -> envelope_pb2.Ack:
+    async def _lifecycle(self, context: Context, call: Awaitable[Ack]) -> envelope_pb2.Ack:
         try:
             return convert.ack(await call)
         except Refused as exc:
