@@ -692,3 +692,30 @@ def test_insecure_flag_does_not_open_dev_mode_when_a_resolver_is_configured() ->
     authenticator = static_auth(allow_insecure=True)
     assert not authenticator.dev_mode
     assert "not recognised" in refused(authenticator, bearer("anyone"))
+
+
+# --- identities of components in the same process ---------------------------------------------------
+
+
+OBSERVER = Identity(sender="pymacp-console", can_start_sessions=False, is_observer=True)
+INTERNAL_TOKEN = "t" * auth.MIN_INTERNAL_TOKEN_LENGTH
+
+
+def test_an_internal_identity_is_recognised_in_dev_mode_and_others_keep_dev_semantics() -> None:
+    authenticator = Authenticator.from_settings(AuthSettings(allow_insecure=True)).with_internal_identity(
+        INTERNAL_TOKEN, OBSERVER
+    )
+    assert run(authenticator, bearer(INTERNAL_TOKEN)) == OBSERVER
+    assert run(authenticator, bearer("alice")).sender == "alice"
+    assert not run(authenticator, bearer("alice")).is_observer
+
+
+def test_an_internal_identity_adds_to_static_tokens_without_replacing_them() -> None:
+    authenticator = static_auth().with_internal_identity(INTERNAL_TOKEN, OBSERVER)
+    assert run(authenticator, bearer(INTERNAL_TOKEN)) == OBSERVER
+    assert "not recognised" in refused(authenticator, bearer(INTERNAL_TOKEN[:-1]))
+
+
+def test_a_short_internal_token_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least"):
+        static_auth().with_internal_identity("short", OBSERVER)

@@ -54,6 +54,7 @@ JWKS_TOTAL_TIMEOUT_SECS = 5.0
 JWKS_STALE_GRACE_SECS = 3600.0  # a cached key set outlives its TTL this long while the endpoint fails
 JWKS_RETRY_BACKOFF_SECS = 5.0  # after a failed refresh, no new attempt for this long
 JWKS_MAX_BYTES = 1 << 20
+MIN_INTERNAL_TOKEN_LENGTH = 32
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _BEARER = re.compile(r"bearer +(\S+)", re.IGNORECASE)
 _TOKEN_FIELDS = frozenset(
@@ -492,11 +493,31 @@ class Authenticator:
     """The configured resolver chain. Build it with :meth:`from_settings`."""
 
     def __init__(
-        self, *, jwt: _JwtVerifier | None, static: tuple[_StaticEntry, ...] | None, dev_mode: bool
+        self,
+        *,
+        jwt: _JwtVerifier | None,
+        static: tuple[_StaticEntry, ...] | None,
+        dev_mode: bool,
+        internal: tuple[_StaticEntry, ...] = (),
     ) -> None:
         self._jwt = jwt
         self._static = static
         self._dev_mode = dev_mode
+        self._internal = internal
+
+    def with_internal_identity(self, token: str, identity: Identity) -> Authenticator:
+        """A copy that also accepts ``token`` as ``identity``, checked before every other resolver.
+
+        For components started in the same process (``pymacp serve --console``): the token
+        is generated there and never leaves the process, so it works in every auth mode,
+        dev mode included, without weakening the configured one.
+        """
+        if len(token) < MIN_INTERNAL_TOKEN_LENGTH:
+            raise ValueError(f"an internal token must have at least {MIN_INTERNAL_TOKEN_LENGTH} characters")
+        entry = _StaticEntry(hashlib.sha256(token.encode()).digest(), identity)
+        return Authenticator(
+            jwt=self._jwt, static=self._static, dev_mode=self._dev_mode, internal=(*self._internal, entry)
+        )
 
     @classmethod
     def from_settings(
@@ -541,6 +562,10 @@ class Authenticator:
     async def authenticate(self, metadata: Sequence[tuple[str, str | bytes]]) -> Identity:
         credential = _credential(metadata)
         token = credential.token
+        if self._internal:
+            internal = _lookup(self._internal, token)
+            if internal is not None:
+                return internal
         if self._dev_mode:
             return Identity(sender=token, can_manage_mode_registry=True)
         if self._jwt is not None and "." in token:

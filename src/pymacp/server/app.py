@@ -14,6 +14,7 @@ import gc
 import logging
 import signal
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
 from types import TracebackType
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import grpc
 from prometheus_client import start_http_server
 
+from ..kernel.identity import Identity
 from ..runtime.auth import Authenticator
 from ..runtime.clock import Clock, wall_clock_ms
 from ..runtime.config import Settings, parse_address
@@ -43,9 +45,15 @@ NO_AUTOMATIC_FULL_COLLECTION = 1_000_000
 
 class RuntimeServer:
     def __init__(
-        self, settings: Settings, *, clock: Clock = wall_clock_ms, store: Store | None = None
+        self,
+        settings: Settings,
+        *,
+        clock: Clock = wall_clock_ms,
+        store: Store | None = None,
+        internal_identities: Sequence[tuple[str, Identity]] = (),
     ) -> None:
         self.settings = settings
+        self._internal_identities = tuple(internal_identities)
         self._clock = clock
         self._store = store
         self.runtime: Runtime | None = None
@@ -71,6 +79,8 @@ class RuntimeServer:
         authenticator = Authenticator.from_settings(
             replace(settings.auth, allow_insecure=settings.allow_insecure)
         )
+        for token, identity in self._internal_identities:  # components of this process (serve --console)
+            authenticator = authenticator.with_internal_identity(token, identity)
         store = self._store or (
             MemoryStore() if settings.memory_only else SqliteStore(settings.data_dir / DATABASE_FILE)
         )
