@@ -31,6 +31,7 @@ from separate client processes over gRPC, next to a baseline that does the same 
   6. recovery    restart on 1M stored envelopes        vs reading the rows with sqlite3
   7. memory      RSS per idle open session             (absolute target: 4 KiB)
   8. durability  SQLite throughput                     vs MACP_MEMORY_ONLY=1
+  9. bus         JSON-RPC round trips via pymacp bus   vs a direct pipe to the worker
 
 \b
 The table goes to stdout, progress to stderr; --json writes every figure with the

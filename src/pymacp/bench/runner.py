@@ -129,13 +129,14 @@ class Outcome:
 
 
 def scenarios() -> list[Scenario]:
-    from . import scenario_state, scenario_streams, scenario_unary
+    from . import scenario_bus, scenario_state, scenario_streams, scenario_unary
 
     return [
         *scenario_unary.SCENARIOS[:3],
         *scenario_streams.SCENARIOS,
         *scenario_state.SCENARIOS,
         scenario_unary.SCENARIOS[3],
+        *scenario_bus.SCENARIOS,
     ]
 
 
@@ -164,7 +165,7 @@ def run(bench: Bench, chosen: Sequence[Scenario]) -> list[Outcome]:
         bench.fsync_s  # noqa: B018 - measure the unit before any load runs
         for scenario in chosen:
             estimate = scenario.estimate_s(bench.scale)
-            bench.log(f"[{scenario.number}/8] {scenario.title} (estimate ~{estimate:.0f}s)")
+            bench.log(f"[{scenario.number}/{len(scenarios())}] {scenario.title} (estimate ~{estimate:.0f}s)")
             outcome = Outcome(scenario)
             began = time.monotonic()
             try:
