@@ -1,0 +1,1 @@
+"""pymacp console: an observer control plane for MACP runtimes (see docs/console.md)."""
