@@ -20,7 +20,21 @@ def test_version() -> None:
 def test_help_describes_the_commands() -> None:
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0
-    assert "serve" in result.output
+    commands = result.output.split("Commands:", 1)[1].split()
+    for name in ("agents", "bench", "bus", "console", "serve"):
+        assert name in commands
+
+
+def test_the_bus_starts_without_loading_the_console_web_stack() -> None:
+    script = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from pymacp.cli import main\n"
+        "assert CliRunner().invoke(main, ['bus', '--help']).exit_code == 0\n"
+        "print(sorted(m for m in ('starlette', 'uvicorn', 'pymacp.console') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 def test_serve_help_names_the_environment_variables() -> None:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from . import __version__
-from .bench.cli import bench
+
+if TYPE_CHECKING:
+    from .runtime.config import Settings
 
 SERVE_HELP = """Start the MACP runtime (gRPC) on its embedded SQLite storage.
 
@@ -39,7 +43,31 @@ bearer token is taken as the sender's identity.
 """
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# The products' commands, imported only when used: `pymacp serve` and `pymacp bus` start
+# without loading the console's web stack (a supervisor may judge start-up by how fast a
+# misconfigured child exits).
+LAZY_COMMANDS = {
+    "agents": "pymacp.bus.agents.cli:agents",
+    "bench": "pymacp.bench.cli:bench",
+    "bus": "pymacp.bus.cli:bus",
+    "console": "pymacp.console.cli:console",
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_COMMANDS and cmd_name not in self.commands:
+            module, _, attribute = LAZY_COMMANDS[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module), attribute)
+            assert isinstance(command, click.Command)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pymacp")
 def main() -> None:
     """pymacp: a MACP (Multi-Agent Coordination Protocol) runtime in Python."""
@@ -81,6 +109,28 @@ def main() -> None:
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     help="Log level [MACP_LOG_LEVEL, default INFO].",
 )
+@click.option(
+    "--console",
+    "with_console",
+    is_flag=True,
+    default=None,
+    help="Also run the observer console (HTTP API and web UI) in this process [PYMACP_SERVE_CONSOLE=1]. "
+    "It reads the PYMACP_CONSOLE_* variables of `pymacp console`, except the runtime address and "
+    "token, and keeps its database beside the runtime's (in memory with --memory-only).",
+)
+@click.option(
+    "--console-bind",
+    metavar="HOST:PORT",
+    help="Console HTTP address [PYMACP_CONSOLE_BIND, default 127.0.0.1:8080].",
+)
+@click.option("--console-database", metavar="URL", help="Console database URL [PYMACP_CONSOLE_DATABASE].")
+@click.option(
+    "--console-no-auth",
+    is_flag=True,
+    default=False,
+    help="Run the console without API keys (else PYMACP_CONSOLE_API_KEYS is required) "
+    "[PYMACP_CONSOLE_NO_AUTH=1].",
+)
 def serve(
     bind: str | None,
     data_dir: Path | None,
@@ -92,6 +142,10 @@ def serve(
     metrics_addr: str | None,
     log_format: str | None,
     log_level: str | None,
+    with_console: bool | None,
+    console_bind: str | None,
+    console_database: str | None,
+    console_no_auth: bool,
 ) -> None:
     from .runtime.auth import AuthConfigError
     from .runtime.config import ConfigError, Settings
@@ -120,12 +174,41 @@ def serve(
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     configure(settings.log_format, settings.log_level)
+    if with_console is None:
+        with_console = os.environ.get("PYMACP_SERVE_CONSOLE", "").strip().lower() in {
+            "1",
+            "true",
+            "yes",
+            "on",
+        }
     try:
-        asyncio.run(run(settings))
+        if with_console:
+            asyncio.run(_serve_with_console(settings, console_bind, console_database, console_no_auth))
+        else:
+            asyncio.run(run(settings))
     except (AuthConfigError, StorageError, PolicyDirectoryError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:  # pragma: no cover - signal handlers normally catch it
         pass
+
+
+async def _serve_with_console(
+    settings: Settings, bind: str | None, database: str | None, no_auth: bool
+) -> None:
+    from .combined import serve_with_console
+    from .console.settings import SettingsError, load_settings
+    from .console.store.base import StoreError
+
+    try:
+        console_settings = load_settings(os.environ, {"bind": bind, "database": database, "no_auth": no_auth})
+        console_settings.check()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    given = database is not None or bool(os.environ.get("PYMACP_CONSOLE_DATABASE"))
+    try:
+        await serve_with_console(settings, console_settings, database_given=given)
+    except StoreError as exc:
+        raise click.ClickException(f"cannot open the console's database: {exc}") from None
 
 
 def _dry_run_requested() -> bool:
@@ -152,8 +235,6 @@ def _dry_run(directory: Path | None) -> int:
     click.echo(f"{len(loaded)} policies valid")
     return 0
 
-
-main.add_command(bench)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -206,12 +206,17 @@ async def serve(settings: Settings) -> None:
     """Run until SIGINT or SIGTERM, then drain and stop."""
     server = RuntimeServer(settings)
     await server.start()
+    try:
+        await until_signalled()
+        log.info("shutting down (drain deadline %ss)", settings.shutdown_drain_secs)
+    finally:
+        await server.stop()
+
+
+async def until_signalled() -> None:
+    """Wait for SIGINT or SIGTERM."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
-    try:
-        await stopping.wait()
-        log.info("shutting down (drain deadline %ss)", settings.shutdown_drain_secs)
-    finally:
-        await server.stop()
+    await stopping.wait()  # the handlers stay: a second signal during the drain changes nothing
