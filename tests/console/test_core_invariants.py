@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pymacp.console import events as console_events
 from pymacp.console.projection import REDUCERS
+from readme_support import readme_section
 
 CONSOLE = Path(__file__).resolve().parents[2] / "src" / "pymacp" / "console"
 # Everything through which an envelope could be sent on an agent's behalf: the Send RPC, the
@@ -61,7 +62,7 @@ def test_every_envelope_mapping_names_a_canonical_type() -> None:
 
 
 def test_the_documented_event_types_are_the_canonical_ones() -> None:
-    doc = (CONSOLE.parents[2] / "docs" / "console.md").read_text()
+    doc = readme_section("The observer console")
     cells = [
         [cell.strip() for cell in line.split("|")[1:-1]]
         for line in doc.splitlines()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from click.testing import CliRunner
 
 from pymacp.console.cli import console
 from pymacp.console.settings import OPTIONS, ConsoleSettings, SettingsError, load_settings
+from readme_support import readme_section
 
 KEY = "k" * 16
 
@@ -112,7 +111,7 @@ def test_the_command_refuses_bad_settings_before_binding() -> None:
 
 
 def test_every_option_has_help_and_a_documented_variable() -> None:
-    docs = (Path(__file__).resolve().parents[2] / "docs" / "console-web.md").read_text()
+    docs = readme_section("The observer console")
     for option in OPTIONS:
         assert option.help
         assert option.env in docs, option.env

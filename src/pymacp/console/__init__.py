@@ -1,1 +1,1 @@
-"""pymacp console: an observer control plane for MACP runtimes (see docs/console.md)."""
+"""pymacp console: an observer control plane for MACP runtimes (README: "The observer console")."""
