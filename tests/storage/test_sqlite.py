@@ -508,3 +508,27 @@ def test_entries_round_trip_every_kind(tmp_path: Path) -> None:
 
     run(tmp_path / "macp.db", scenario)
     run(tmp_path / "macp.db", lambda store: _expect(store.read(SID), full))
+
+
+def test_checkpoints_run_in_the_background_not_in_commits(tmp_path: Path) -> None:
+    path = tmp_path / "macp.db"
+
+    async def scenario(store: SqliteStore) -> None:
+        for n in range(200):
+            await store.append(session_id(n), history(session_id(n), 2))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # a checkpoint that has copied the whole log back
+            result = store.checkpointer.last_result
+            if result is not None and result[1] > 0 and result[1] == result[2]:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail(f"no complete background checkpoint; last result {store.checkpointer.last_result}")
+        assert store.checkpointer.checkpoints >= 1
+
+    run(path, scenario)
+    check = sqlite3.connect(path)
+    try:
+        assert check.execute("SELECT count(*) FROM entries").fetchone() == (400,)
+    finally:
+        check.close()

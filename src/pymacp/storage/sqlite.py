@@ -46,6 +46,7 @@ from typing import TypeVar
 
 from ..kernel import HistoryEntry
 from .base import StorageError
+from .checkpoint import WRITER_AUTOCHECKPOINT_PAGES, Checkpointer
 from .codec import Row, check_append, check_limit, continuation_error, from_row, to_row
 
 SCHEMA_VERSION = 2
@@ -127,6 +128,7 @@ class SqliteStore:
         self._writer_thread: threading.Thread | None = None
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._reader_pool: ThreadPoolExecutor | None = None
+        self.checkpointer = Checkpointer(self._path)
         self._commits = 0
         self._appended_entries = 0
         self._next_index: dict[str, int] = {}  # writer thread only: each session's next log index
@@ -162,6 +164,7 @@ class SqliteStore:
                 target=self._write_loop, args=(writer,), name="pymacp-sqlite-write", daemon=True
             )
             self._writer_thread.start()
+            self.checkpointer.start()
             self._opened = True
 
     async def close(self) -> None:
@@ -179,6 +182,7 @@ class SqliteStore:
     def _shut_down(self) -> None:
         assert self._writer_thread is not None and self._reader_pool is not None and self._writer is not None
         self._writer_thread.join()
+        self.checkpointer.stop()
         self._reader_pool.shutdown(wait=True)
         self._writer.close()
         while not self._readers.empty():
@@ -462,6 +466,7 @@ def _prepare(connection: sqlite3.Connection, synchronous: str, path: Path) -> No
     if str(mode).lower() != "wal":
         raise StorageError(f"{path} cannot use write-ahead logging (journal mode stays {mode!r})")
     connection.execute(f"PRAGMA synchronous = {synchronous}")  # one of SYNCHRONOUS_MODES
+    connection.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES}")  # see .checkpoint
     connection.execute("BEGIN IMMEDIATE")
     try:
         listing = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
