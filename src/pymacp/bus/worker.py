@@ -23,6 +23,11 @@ Workers never outlive the bus. Each runs in its own process group (so a shell wr
 children are signalled too), is killed with its group when it exits or is stopped, and on
 Linux is started with ``PR_SET_PDEATHSIG`` = SIGKILL, so the kernel kills it even when the
 bus itself is SIGKILLed.
+
+That needs a ``preexec_fn``, so workers are started with fork + exec. In a process where
+gRPC is running, gRPC's fork handlers can abort such a child before it execs; a program
+that uses gRPC and spawns workers (``pymacp agents``) must set
+``GRPC_ENABLE_FORK_SUPPORT=0`` before gRPC starts. ``pymacp bus`` does not use gRPC.
 """
 
 from __future__ import annotations

@@ -127,7 +127,7 @@ class RuntimeClient:
             self._auth_failed = False
         elif error.status in {s.name for s in AUTH_FAILURES}:
             if not self._auth_failed:
-                log.error("the runtime refused the console's credentials: %s", error)
+                log.error("the runtime refused this client's token: %s", error)
             self._auth_failed = True
 
     async def _unary(self, method: str, request: Any) -> Any:

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 
 from pymacp.console.auth import ApiKeys
 
+from ...console.http_server import HttpServer, bind
 from .api import create_app
 from .bridge import Bridge
 from .callbacks import CallbackSender
 from .client import AgentClient
 from .config import AgentsConfig
 from .dispatch import Dispatcher
-from .server import HttpServer, bind
 from .watch import ProgressWatch, SessionWatch
 
 log = logging.getLogger("pymacp.agents")

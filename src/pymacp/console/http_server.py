@@ -1,5 +1,8 @@
 """Serve an ASGI app with uvicorn inside a running event loop, on a socket bound up front.
 
+Shared by the console and ``pymacp agents``; it imports nothing else of the console, so it
+is cheap to load.
+
 Binding first turns a taken port into an ordinary ``OSError`` before any worker is spawned,
 makes port 0 work (:attr:`HttpServer.url` has the real port), and keeps signal handling
 with the host program (uvicorn installs no handlers of its own here).
@@ -38,10 +41,17 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 class HttpServer:
+    """One app on one bound socket: :meth:`start` returns once requests are answered."""
+
     def __init__(self, sock: socket.socket) -> None:
         self._socket = sock
         self._server: _Embedded | None = None
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._socket.getsockname()[:2]
+        return str(host), int(port)
 
     @property
     def url(self) -> str:
@@ -66,10 +76,17 @@ class HttpServer:
                 raise RuntimeError("the HTTP server stopped during start-up")
             await asyncio.sleep(0.01)
 
+    async def wait(self) -> None:
+        """Until the server stops."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
     async def stop(self) -> None:
         if self._server is not None:
             self._server.should_exit = True
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        self._server = None
+        self._task = None
         self._socket.close()
