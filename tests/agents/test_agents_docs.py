@@ -1,4 +1,4 @@
-"""docs/agents.md is true: its quick start runs as written, its recipe verifies real callbacks.
+"""The README's agents section is true: its quick start runs as written, its recipe verifies real callbacks.
 
 The tokens file, the config file and the request body are taken from the document itself;
 only the addresses differ (free ports instead of the documented ones).
@@ -17,13 +17,14 @@ from typing import Any
 import pytest
 from agents_support import AgentsProcess, CallbackReceiver, read_events, wait_until
 
+from readme_support import readme_section
 from runtime_process import running_runtime
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "agents.md"
+DOC = readme_section("Agents")
 
 
 def blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", DOC.read_text(), flags=re.S)
+    return re.findall(rf"```{language}\n(.*?)```", DOC, flags=re.S)
 
 
 def json_block(predicate: Any) -> Any:
@@ -84,7 +85,7 @@ def test_every_documented_flag_and_variable_is_real() -> None:
     help_text = subprocess.run(
         [sys.executable, "-m", "pymacp", "agents", "--help"], capture_output=True, text=True, check=True
     ).stdout
-    section = DOC.read_text().split("### Command line")[1].split("###")[0]
+    section = DOC.split("### Command line")[1].split("###")[0]
     flags = set(re.findall(r"`(--[a-z-]+)", section))
     variables = set(re.findall(r"`(PYMACP_AGENTS_[A-Z_]+)", section))
     assert {"--config", "--runtime", "--bind", "--no-auth", "--runtime-tls", "--runtime-ca"} <= flags
