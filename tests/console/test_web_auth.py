@@ -114,6 +114,13 @@ async def test_forged_or_expired_tickets_are_refused(http: httpx.AsyncClient, co
         assert response.status_code == 401, ticket
 
 
+def test_a_ticket_with_non_ascii_text_is_refused_not_an_error() -> None:
+    keys = ApiKeys([API_KEY])
+    body = keys.issue_ticket("key:abc", now=1000).rpartition(".")[0]
+
+    assert keys.verify_ticket(f"{body}.sïgnature", now=1001) is None
+
+
 def test_a_ticket_survives_a_restart_with_the_same_keys() -> None:
     ticket = ApiKeys([API_KEY, OTHER_KEY]).issue_ticket("key:abc", now=1000)
 

@@ -84,7 +84,8 @@ class ApiKeys:
         expires_text, _, principal = body.partition(".")
         if not (body and expires_text.isdigit() and principal):
             return None
-        if not hmac.compare_digest(signature, self._sign(body)):
+        # bytes, not str: compare_digest refuses non-ASCII text, and a cookie may carry any
+        if not hmac.compare_digest(signature.encode(), self._sign(body).encode()):
             return None
         if int(expires_text) < now:
             return None
