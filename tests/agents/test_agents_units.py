@@ -154,6 +154,8 @@ def test_signature_is_hmac_sha256_over_timestamp_dot_body() -> None:
     assert not verify("k" * 16, "1700000000", f"sha256={expected}", body, now=1_700_000_301)  # too old
     assert not verify("x" * 16, "1700000000", f"sha256={expected}", body, now=1_700_000_000)
     assert not verify("k" * 16, "soon", f"sha256={expected}", body, now=1_700_000_000)
+    assert not verify("k" * 16, "1700000000", "sha256=\u00e9t\u00e9", body, now=1_700_000_000)  # non-ASCII
+    assert not verify("k" * 16, "\u00b2", f"sha256={expected}", body, now=1_700_000_000)  # a digit, not ASCII
 
 
 def test_the_retry_schedule_is_fixed_and_capped() -> None:

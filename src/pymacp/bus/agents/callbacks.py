@@ -49,12 +49,13 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 def verify(secret: str, timestamp: str, signature: str, body: bytes, now: float | None = None) -> bool:
     """True when ``signature`` is ours for ``body`` and ``timestamp`` is within five minutes."""
-    if not timestamp.isdigit():
+    if not (timestamp.isascii() and timestamp.isdigit()):
         return False
     current = time.time() if now is None else now
     if abs(current - int(timestamp)) > TOLERANCE_S:
         return False
-    return hmac.compare_digest(sign(secret, int(timestamp), body), signature)
+    # bytes, not str: compare_digest refuses non-ASCII text, and a forged header may carry any
+    return hmac.compare_digest(sign(secret, int(timestamp), body).encode(), signature.encode())
 
 
 def schedule(settings: CallbackSettings) -> list[float]:
