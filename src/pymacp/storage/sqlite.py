@@ -48,6 +48,7 @@ from ..kernel import HistoryEntry
 from .base import StorageError
 from .checkpoint import WRITER_AUTOCHECKPOINT_PAGES, Checkpointer
 from .codec import Row, check_append, check_limit, continuation_error, from_row, to_row
+from .sqlbatch import insert_rows
 
 SCHEMA_VERSION = 2
 SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
@@ -84,6 +85,9 @@ _SCHEMA = (
 # Schema 1 -> 2 added the per-session summary; sessions without one are summarized by the runtime.
 _MIGRATIONS = {1: _SUMMARIES}
 _COLUMNS = "idx, ordinal, kind, accepted_at, envelope, binding"
+_INSERT_ENTRIES = f"INSERT INTO entries (session_id, {_COLUMNS})"
+_INSERT_SUMMARIES = "INSERT INTO summaries (session_id, summary)"
+_ON_SUMMARY_CONFLICT = "ON CONFLICT (session_id) DO UPDATE SET summary = excluded.summary"
 
 T = TypeVar("T")
 
@@ -369,16 +373,8 @@ class SqliteStore:
                 summaries[sid] = append.summary
         connection.execute("SAVEPOINT fast")
         try:
-            connection.executemany(
-                "INSERT INTO entries (session_id, idx, ordinal, kind, accepted_at, envelope, binding) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-            connection.executemany(
-                "INSERT INTO summaries (session_id, summary) VALUES (?, ?) "
-                "ON CONFLICT (session_id) DO UPDATE SET summary = excluded.summary",
-                list(summaries.items()),
-            )
+            insert_rows(connection, _INSERT_ENTRIES, "", rows)
+            insert_rows(connection, _INSERT_SUMMARIES, _ON_SUMMARY_CONFLICT, list(summaries.items()))
         except sqlite3.Error:
             connection.execute("ROLLBACK TO fast")
             connection.execute("RELEASE fast")
