@@ -35,17 +35,20 @@ COMMON_ERRORS = {
     "429": _error("Rate limited; see Retry-After."),
 }
 NOT_FOUND = {"404": _error("No such run.")}
+SEQ = {"type": "integer", "minimum": 0, "maximum": 2**53}  # event sequence numbers, as JSON can carry them
 HEARTBEAT = _query("heartbeatMs", {"type": "integer", "minimum": 1000, "maximum": 300000}, "Idle heartbeat.")
 SSE = {
+    # Each frame's data is one JSON document (see the operation's description); OpenAPI 3.1
+    # has no way to give a schema per event, so none is given for the stream as a whole.
     "description": "A text/event-stream.",
-    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    "content": {"text/event-stream": {}},
 }
 GONE = {
     "post": {
         "summary": "Removed: the console only observes; agents send to the runtime themselves.",
         "deprecated": True,
         "parameters": [RUN_ID],
-        "responses": {"410": _error("Always: ENDPOINT_REMOVED.")},
+        "responses": {"410": _error("Always: ENDPOINT_REMOVED."), "429": COMMON_ERRORS["429"]},
     }
 }
 
@@ -248,7 +251,7 @@ PATHS: dict[str, Any] = {
             "summary": "The run's events in seq order, paged by afterSeq.",
             "parameters": [
                 RUN_ID,
-                _query("afterSeq", {"type": "integer", "minimum": 0, "default": 0}, "Exclusive."),
+                _query("afterSeq", SEQ | {"default": 0}, "Exclusive."),
                 _query(
                     "limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 200}, "Page size."
                 ),
@@ -262,10 +265,10 @@ PATHS: dict[str, Any] = {
             "'heartbeat' when idle, 'end' once the run is terminal. Resumes from Last-Event-ID.",
             "parameters": [
                 RUN_ID,
-                _query("afterSeq", {"type": "integer", "minimum": 0}, "Resume point when no Last-Event-ID."),
+                _query("afterSeq", SEQ, "Resume point when no Last-Event-ID."),
                 _query("includeSnapshot", {"type": "boolean", "default": True}, "Send the snapshot first."),
                 HEARTBEAT,
-                {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "integer"}},
+                {"name": "Last-Event-ID", "in": "header", "required": False, "schema": SEQ},
             ],
             "responses": {"200": SSE, **NOT_FOUND, **COMMON_ERRORS},
         }
@@ -342,7 +345,10 @@ PATHS: dict[str, Any] = {
         "get": {
             "summary": "The web UI (assets under /ui/).",
             "security": [],
-            "responses": {"200": {"description": "HTML.", "content": {"text/html": {"schema": _STRING}}}},
+            "responses": {
+                "200": {"description": "HTML.", "content": {"text/html": {"schema": _STRING}}},
+                "429": COMMON_ERRORS["429"],
+            },
         }
     },
 }
