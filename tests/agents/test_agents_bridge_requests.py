@@ -165,3 +165,17 @@ async def test_malformed_sends_are_refused_without_reaching_the_runtime(
     assert replies[0]["id"] == "a" and replies[0]["error"]["code"] == -32602
     assert expected in replies[0]["error"]["message"]
     assert runtime.sent == []
+
+
+async def test_an_unexpected_failure_still_answers_the_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = RecordingRuntime({"TaskAccept": RuntimeError("a bug"), "TaskUpdate": ok("u-1")})
+    lines = [
+        send(1, {"mode": TASK, "message_type": "TaskAccept", "payload": {"task_id": "t"}}),
+        send(2, {"mode": TASK, "message_type": "TaskUpdate", "payload": {"task_id": "t"}}),
+    ]
+    _, replies = await run_script(tmp_path, monkeypatch, lines, runtime, replies=2)
+    by_id = {reply["id"]: reply for reply in replies}
+    assert by_id[1]["error"]["code"] == -32603 and "see its log" in by_id[1]["error"]["message"]
+    assert by_id[2]["result"]["ok"] is True  # the session's next request is still served

@@ -52,6 +52,7 @@ from .feed import SessionFeed
 from .watch import is_terminal, state_name
 
 log = logging.getLogger("pymacp.agents")
+INTERNAL_ERROR = -32603  # JSON-RPC 2.0
 
 LostHandler = Callable[[str, str], None]  # (session id, what happened)
 ProgressHandler = Callable[[Envelope], None]
@@ -202,6 +203,16 @@ class Bridge:
         self._chain(worker, session_id, lambda: self._send(worker, request_id, params, session_id))
 
     async def _send(self, worker: Worker, request_id: Any, params: Any, session_id: str) -> None:
+        try:
+            await self._send_or_refuse(worker, request_id, params, session_id)
+        except Exception:  # a bug must not leave the worker waiting for an answer forever
+            log.exception("a macp/send of worker %s failed unexpectedly", worker.name)
+            failure = methods.RpcError(
+                INTERNAL_ERROR, "the bridge failed to handle this macp/send; see its log"
+            )
+            worker.send(methods.error_line(request_id, session_id, failure))
+
+    async def _send_or_refuse(self, worker: Worker, request_id: Any, params: Any, session_id: str) -> None:
         followed = self._sessions.get(session_id)
         built = methods.envelope_for_send(
             params,
