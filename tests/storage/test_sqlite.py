@@ -376,9 +376,9 @@ def install_faults(monkeypatch: pytest.MonkeyPatch) -> Faults:
                 raise sqlite3.OperationalError("cannot rollback (injected)")
             cursor = super().execute(sql, parameters)
             # A multi-row insert carries each row's session id among its parameters.
-            if faults.full_disk_for is not None and sql.startswith("INSERT INTO entries"):
-                if faults.full_disk_for in list(parameters):
-                    raise sqlite3.OperationalError("database or disk is full (injected)")
+            doomed = faults.full_disk_for
+            if doomed is not None and sql.startswith("INSERT INTO entries") and doomed in list(parameters):
+                raise sqlite3.OperationalError("database or disk is full (injected)")
             return cursor
 
         def executemany(self, sql: str, rows: Iterable[Any], /) -> sqlite3.Cursor:
