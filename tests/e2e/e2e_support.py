@@ -6,9 +6,11 @@ timeout here, so a server that stops answering fails the test instead of hanging
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar, cast
 
@@ -220,3 +222,24 @@ def wait_for(condition: Callable[[], bool], timeout: float = READ_TIMEOUT, what:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.02)
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.load(response)
+
+
+def wait_json(url: str, accept: Any, timeout: float = 20.0) -> Any:
+    """Poll a JSON endpoint (an HTTP service started by the test) until ``accept`` approves."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = get_json(url)
+        except OSError as exc:
+            last = exc
+        else:
+            if accept(last):
+                return last
+        time.sleep(0.05)
+    raise AssertionError(f"{url} never matched; last answer: {last!r}")

@@ -6,39 +6,16 @@ development auth mode, where no identity configured by the user is an observer.
 
 from __future__ import annotations
 
-import json
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 from macp_sdk import DecisionSession
 
-from e2e_support import RESOLVED, dev, make_client
+from e2e_support import RESOLVED, dev, make_client, wait_json
 from runtime_process import RuntimeProcess, free_port
 
 TTL = 60_000
-
-
-def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return json.load(response)
-
-
-def wait_json(url: str, accept: Any, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = get_json(url)
-        except OSError as exc:
-            last = exc
-        else:
-            if accept(last):
-                return last
-        time.sleep(0.05)
-    raise AssertionError(f"{url} never matched; last answer: {last!r}")
 
 
 @pytest.fixture

@@ -19,6 +19,8 @@ from macp_sdk.decision import DecisionSession
 from macp_sdk.errors import MacpAckError
 
 import wire_support as wire
+from e2e_support import wait_json
+from runtime_process import free_port
 from wire_support import Certificate, TlsRuntimeProcess
 
 TOKENS = [
@@ -117,3 +119,32 @@ def test_without_tls_or_allow_insecure_the_runtime_refuses_to_start(tmp_path: Pa
     assert "TLS is required" in result.stderr
     assert "MACP_TLS_CERT_PATH" in result.stderr
     assert "MACP_ALLOW_INSECURE" in result.stderr
+
+
+def test_serve_console_observes_a_tls_runtime_with_static_tokens(
+    tmp_path: Path, certificate: Certificate
+) -> None:
+    port = free_port()
+    env = {
+        "MACP_ALLOW_INSECURE": "",
+        "MACP_TLS_CERT_PATH": str(certificate.cert_path),
+        "MACP_TLS_KEY_PATH": str(certificate.key_path),
+        "MACP_AUTH_TOKENS_JSON": json.dumps(TOKENS),
+    }
+    args = ("--console", "--console-no-auth", "--console-bind", f"127.0.0.1:{port}")
+    runtime = TlsRuntimeProcess(tmp_path / "data", certificate.pem, env, args)
+    runtime.start()
+    try:
+        console = f"http://127.0.0.1:{port}"
+        # The console reaches the runtime over TLS, trusting the runtime's own certificate,
+        # with its in-process observer identity (no configured token is an observer).
+        assert wait_json(f"{console}/readyz", lambda doc: doc.get("ok") is True)["runtime"] == "ok"
+        with MacpClient(
+            target=runtime.target, root_certificates=certificate.pem, auth=COORD, default_timeout=10
+        ) as client:
+            s = DecisionSession(client, auth=COORD)
+            assert s.start(intent="observed over TLS", participants=["agent://alice"], ttl_ms=60_000).ok
+        runs = wait_json(f"{console}/runs?sessionId={s.session_id}", lambda doc: bool(doc["data"]))["data"]
+        assert runs[0]["modeName"] == "macp.mode.decision.v1"
+    finally:
+        runtime.stop()
