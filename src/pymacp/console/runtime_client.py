@@ -167,28 +167,13 @@ class RuntimeClient:
 
     async def watch_sessions(self) -> AsyncIterator[core_pb2.SessionLifecycleEvent]:
         call = self._stub.WatchSessions(core_pb2.WatchSessionsRequest(), metadata=self._metadata)
-        try:
-            async for response in call:
-                self._note(None)
-                yield response.event
-        except grpc.aio.AioRpcError as exc:
-            error = call_error(exc)
-            self._note(error)
-            raise error from None
-        finally:
-            call.cancel()
+        async for response in self._responses(call):
+            yield response.event
 
     async def watch_signals(self) -> AsyncIterator[envelope_pb2.Envelope]:
         call = self._stub.WatchSignals(core_pb2.WatchSignalsRequest(), metadata=self._metadata)
-        try:
-            async for response in call:
-                yield response.envelope
-        except grpc.aio.AioRpcError as exc:
-            error = call_error(exc)
-            self._note(error)
-            raise error from None
-        finally:
-            call.cancel()
+        async for response in self._responses(call):
+            yield response.envelope
 
     async def subscribe(
         self, session_id: str, after_sequence: int, *, drain: bool
@@ -210,6 +195,12 @@ class RuntimeClient:
                 await hold.wait()  # never set: the write side stays open until the call ends
 
         call = self._stub.StreamSession(frames(), metadata=self._metadata)
+        async for response in self._responses(call):
+            yield response
+
+    async def _responses(self, call: Any) -> AsyncIterator[Any]:
+        """A streaming call's responses; each one proves the runtime reachable, an error is noted
+        and raised as :class:`CallError`, and the call is cancelled however the reader stops."""
         try:
             async for response in call:
                 self._note(None)
