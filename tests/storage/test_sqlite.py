@@ -20,9 +20,11 @@ from typing import Any
 import pytest
 from storage_entries import T0, assert_same, history, session_id
 
-from pymacp.kernel import EntryKind
+from pymacp.kernel import EntryKind, HistoryEntry
 from pymacp.storage import POLICIES, SqliteStore, StorageError
 from pymacp.storage import sqlite as sqlite_store
+from pymacp.storage.codec import to_row
+from pymacp.storage.sqlite_schema import SCHEMA_VERSION
 
 SID = session_id(1)
 
@@ -102,9 +104,7 @@ def test_the_database_uses_write_ahead_logging_and_a_schema_version(tmp_path: Pa
     raw = sqlite3.connect(path)
     try:
         assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert raw.execute("SELECT version FROM schema_version").fetchall() == [
-            (sqlite_store.SCHEMA_VERSION,)
-        ]
+        assert raw.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     finally:
         raw.close()
 
@@ -137,7 +137,7 @@ def _set_schema_version(path: Path, version: object) -> None:
 
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "macp.db"
-    _set_schema_version(path, sqlite_store.SCHEMA_VERSION + 1)
+    _set_schema_version(path, SCHEMA_VERSION + 1)
     with pytest.raises(StorageError, match="newer pymacp"):
         asyncio.run(SqliteStore(path).open())
 
@@ -148,6 +148,74 @@ def test_an_unknown_schema_is_refused(tmp_path: Path, version: object) -> None:
     _set_schema_version(path, version)
     with pytest.raises(StorageError, match="unknown store schema version"):
         asyncio.run(SqliteStore(path).open())
+
+
+# The layouts older pymacp releases wrote, as a user's existing data directory holds them.
+_SCHEMA_1 = (
+    "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+    "CREATE TABLE entries (session_id TEXT NOT NULL, idx INTEGER NOT NULL, ordinal INTEGER NOT NULL, "
+    "kind INTEGER NOT NULL, accepted_at INTEGER NOT NULL, envelope BLOB NOT NULL, binding TEXT, "
+    "PRIMARY KEY (session_id, idx)) WITHOUT ROWID",
+    "CREATE INDEX entries_by_ordinal ON entries (session_id, ordinal) WHERE ordinal > 0",
+    "CREATE INDEX entries_sessions ON entries (session_id) WHERE idx = 0",
+    "CREATE TABLE documents (registry TEXT NOT NULL, key TEXT NOT NULL, document TEXT NOT NULL, "
+    "PRIMARY KEY (registry, key)) WITHOUT ROWID",
+)
+_SCHEMA_2 = (
+    *_SCHEMA_1,
+    "CREATE TABLE summaries (session_id TEXT PRIMARY KEY, summary TEXT NOT NULL) WITHOUT ROWID",
+)
+
+
+def _old_store(path: Path, version: int, histories: dict[str, list[HistoryEntry]]) -> None:
+    raw = sqlite3.connect(path)
+    for statement in _SCHEMA_1 if version == 1 else _SCHEMA_2:
+        raw.execute(statement)
+    raw.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+    for sid, entries in histories.items():
+        raw.executemany(
+            "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)", [(sid, *to_row(e)) for e in entries]
+        )
+        if version == 2:
+            raw.execute("INSERT INTO summaries VALUES (?, ?)", (sid, f"summary of {sid}"))
+    raw.execute("INSERT INTO documents VALUES (?, ?, ?)", (POLICIES, "p", "{}"))
+    raw.commit()
+    raw.close()
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_store_written_by_an_older_release_is_upgraded_in_place(tmp_path: Path, version: int) -> None:
+    path = tmp_path / "macp.db"
+    other = session_id(2)
+    full, second = history(SID, 23), history(other, 5)
+    _old_store(path, version, {SID: full[:20], other: second})
+
+    async def scenario(store: SqliteStore) -> None:
+        assert await store.read(SID) == full[:20]
+        visible = [e for e in full[:20] if e.streamable]
+        assert await store.read_streamable(SID, 4, 100) == visible[4:]
+        assert [sid async for sid, _ in store.sessions()] == sorted([SID, other])
+        assert dict(await store.documents(POLICIES)) == {"p": "{}"}
+        summaries = [item async for item in store.summaries()]
+        assert summaries == ([] if version == 1 else sorted((s, f"summary of {s}") for s in (SID, other)))
+        with pytest.raises(StorageError, match="already has an entry at index 19"):
+            await store.append(SID, full[19:21])
+        await store.append(SID, full[20:])
+        assert await store.read(SID) == full
+
+    run(path, scenario)
+    raw = sqlite3.connect(path)
+    try:
+        versions = [v for (v,) in raw.execute("SELECT version FROM schema_version ORDER BY version")]
+        assert versions == list(range(version, SCHEMA_VERSION + 1))
+        indexes = {name for (name,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert {"entries_by_session", "entries_sessions"} <= indexes
+        assert "entries_by_ordinal" not in indexes
+        table_sql = raw.execute("SELECT sql FROM sqlite_master WHERE name = 'entries'").fetchone()[0]
+        assert "WITHOUT ROWID" not in table_sql
+    finally:
+        raw.close()
+    run(path, lambda store: _expect(store.read(SID), full))  # and it opens again as it is
 
 
 def test_synchronous_must_be_a_sqlite_level(tmp_path: Path) -> None:

@@ -103,6 +103,28 @@ def test_read_streamable_skips_internal_entries_and_is_exclusive(make_store: Sto
     run(make_store, scenario)
 
 
+def test_reads_after_every_ordinal_return_the_rest_of_the_stream_in_order(make_store: StoreFactory) -> None:
+    other = session_id(7)
+    full, interleaved = history(SID, 40), history(other, 9)
+    visible = streamable(full)
+
+    async def scenario(store: Store) -> None:
+        # Appended in pieces, between another session's appends, as a busy runtime does.
+        for start in range(0, 40, 5):
+            await store.append(SID, full[start : start + 5])
+            if start // 5 < 3:
+                await store.append(other, interleaved[start // 5 * 3 : start // 5 * 3 + 3])
+        for after in range(len(visible) + 1):
+            for limit in (1, 3, 100):
+                expected = visible[after : after + limit]
+                assert await store.read_streamable(SID, after, limit) == expected, (after, limit)
+                frames = await store.read_stream_bytes(SID, after, limit)
+                assert frames == [(e.ordinal, e.envelope.to_bytes()) for e in expected], (after, limit)
+        assert await store.read_streamable(other, 0, 100) == streamable(interleaved)
+
+    run(make_store, scenario)
+
+
 def test_empty_append_is_a_no_op(make_store: StoreFactory) -> None:
     async def scenario(store: Store) -> None:
         await store.append(SID, [])

@@ -23,10 +23,7 @@ fsync, and never blocks the event loop.
 Cancelling an ``append`` does not withdraw it: once queued it is written, like a request
 already sent over the network. The runtime therefore never cancels appends.
 
-Layout: ``schema_version``, ``entries`` (one row per history entry, clustered by session;
-see :mod:`.codec` for the columns) with partial indexes for streaming by ordinal and for
-listing sessions, ``summaries`` (one opaque summary per session, written in the same
-transaction as the entries it describes) and ``documents`` for the registries.
+The tables, and how older files are migrated: :mod:`.sqlite_schema`.
 """
 
 from __future__ import annotations
@@ -46,45 +43,21 @@ from typing import TypeVar
 
 from ..kernel import HistoryEntry
 from .base import StorageError
-from .checkpoint import WRITER_AUTOCHECKPOINT_PAGES, Checkpointer
+from .checkpoint import Checkpointer
 from .codec import Row, check_append, check_limit, continuation_error, from_row, to_row
 from .sqlbatch import insert_rows
+from .sqlite_schema import prepare
 
-SCHEMA_VERSION = 2
 SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 BUSY_TIMEOUT_S = 5.0  # how long a statement waits for a lock another process holds
 READERS = 4  # read connections, each used by one thread at a time
 SESSION_PAGE = 256  # session ids fetched per query while iterating sessions()
 SUMMARY_PAGE = 4096  # summaries fetched per query while iterating summaries()
 
-_SUMMARIES = ("CREATE TABLE summaries (session_id TEXT PRIMARY KEY, summary TEXT NOT NULL) WITHOUT ROWID",)
-_SCHEMA = (
-    "CREATE TABLE schema_version (version INTEGER NOT NULL)",
-    """CREATE TABLE entries (
-        session_id TEXT NOT NULL,
-        idx INTEGER NOT NULL,
-        ordinal INTEGER NOT NULL,
-        kind INTEGER NOT NULL,
-        accepted_at INTEGER NOT NULL,
-        envelope BLOB NOT NULL,
-        binding TEXT,
-        PRIMARY KEY (session_id, idx)
-    ) WITHOUT ROWID""",
-    # Streamable entries are exactly those with an ordinal; internal ones (ordinal 0) are left out.
-    "CREATE INDEX entries_by_ordinal ON entries (session_id, ordinal) WHERE ordinal > 0",
-    # Every stored session has an entry 0 (appends must continue the log), so this lists sessions.
-    "CREATE INDEX entries_sessions ON entries (session_id) WHERE idx = 0",
-    """CREATE TABLE documents (
-        registry TEXT NOT NULL,
-        key TEXT NOT NULL,
-        document TEXT NOT NULL,
-        PRIMARY KEY (registry, key)
-    ) WITHOUT ROWID""",
-    *_SUMMARIES,
-)
-# Schema 1 -> 2 added the per-session summary; sessions without one are summarized by the runtime.
-_MIGRATIONS = {1: _SUMMARIES}
 _COLUMNS = "idx, ordinal, kind, accepted_at, envelope, binding"
+# Streamable entries after an ordinal, in log order (ordinals grow with idx). The entry with
+# ordinal n + 1 has idx >= n, so the scan starts there on entries_by_session (.sqlite_schema).
+_AFTER_ORDINAL = "session_id = ? AND idx >= ? AND ordinal > ?"
 _INSERT_ENTRIES = f"INSERT INTO entries (session_id, {_COLUMNS})"
 _INSERT_SUMMARIES = "INSERT INTO summaries (session_id, summary)"
 _ON_SUMMARY_CONFLICT = "ON CONFLICT (session_id) DO UPDATE SET summary = excluded.summary"
@@ -201,7 +174,7 @@ class SqliteStore:
                 changed.append(directory)
             writer = _connect(self._path)
             connections.append(writer)
-            _prepare(writer, self._synchronous, self._path)
+            prepare(writer, self._synchronous, self._path)
             for _ in range(READERS):
                 reader = _connect(self._path)
                 connections.append(reader)
@@ -394,22 +367,17 @@ class SqliteStore:
 
     async def read_streamable(self, session_id: str, after_ordinal: int, limit: int) -> list[HistoryEntry]:
         check_limit(limit)
-        # The literal "ordinal > 0" lets SQLite use the partial index entries_by_ordinal.
-        sql = (
-            f"SELECT {_COLUMNS} FROM entries WHERE session_id = ? AND ordinal > 0 AND ordinal > ? "
-            "ORDER BY ordinal LIMIT ?"
-        )
-        return await self._read(partial(_select_entries, sql, session_id, (session_id, after_ordinal, limit)))
+        sql = f"SELECT {_COLUMNS} FROM entries WHERE {_AFTER_ORDINAL} ORDER BY idx LIMIT ?"
+        params = (session_id, after_ordinal, after_ordinal, limit)
+        return await self._read(partial(_select_entries, sql, session_id, params))
 
     async def read_stream_bytes(
         self, session_id: str, after_ordinal: int, limit: int
     ) -> list[tuple[int, bytes]]:
         check_limit(limit)
-        sql = (
-            "SELECT ordinal, envelope FROM entries WHERE session_id = ? AND ordinal > 0 AND ordinal > ? "
-            "ORDER BY ordinal LIMIT ?"
-        )
-        return await self._read(partial(_select_frames, sql, (session_id, after_ordinal, limit)))
+        sql = f"SELECT ordinal, envelope FROM entries WHERE {_AFTER_ORDINAL} ORDER BY idx LIMIT ?"
+        params = (session_id, after_ordinal, after_ordinal, limit)
+        return await self._read(partial(_select_frames, sql, params))
 
     async def sessions(self) -> AsyncIterator[tuple[str, list[HistoryEntry]]]:
         after = ""
@@ -455,52 +423,6 @@ class SqliteStore:
 
 
 # -- statements, run on the writer or a reader thread ------------------------------------------
-
-
-def _prepare(connection: sqlite3.Connection, synchronous: str, path: Path) -> None:
-    (mode,) = connection.execute("PRAGMA journal_mode = WAL").fetchone()
-    if str(mode).lower() != "wal":
-        raise StorageError(f"{path} cannot use write-ahead logging (journal mode stays {mode!r})")
-    connection.execute(f"PRAGMA synchronous = {synchronous}")  # one of SYNCHRONOUS_MODES
-    connection.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES}")  # see .checkpoint
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        listing = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-        tables = {name for (name,) in listing}
-        if tables:
-            _check_schema(connection, tables, path)
-        else:
-            for statement in _SCHEMA:
-                connection.execute(statement)
-            connection.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
-
-
-def _check_schema(connection: sqlite3.Connection, tables: set[str], path: Path) -> None:
-    if "schema_version" not in tables:
-        raise StorageError(
-            f"{path} is an SQLite database but not a pymacp store (it has no schema_version table); "
-            "point the runtime at a new file or an existing pymacp store"
-        )
-    (version,) = connection.execute("SELECT max(version) FROM schema_version").fetchone()
-    while isinstance(version, int) and version in _MIGRATIONS:
-        for statement in _MIGRATIONS[version]:
-            connection.execute(statement)
-        version += 1
-        connection.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
-    if version == SCHEMA_VERSION:
-        return
-    if isinstance(version, int) and version > SCHEMA_VERSION:
-        raise StorageError(
-            f"{path} uses store schema {version}, written by a newer pymacp; this one reads schema "
-            f"{SCHEMA_VERSION}, so upgrade pymacp to open it"
-        )
-    raise StorageError(
-        f"{path} has an unknown store schema version {version!r}; this pymacp reads schema {SCHEMA_VERSION}"
-    )
 
 
 def _apply(connection: sqlite3.Connection, write: _Write) -> StorageError | None:
@@ -558,7 +480,7 @@ def _summary_page(after: str, connection: sqlite3.Connection) -> list[tuple[str,
 
 def _unsummarized(connection: sqlite3.Connection) -> list[str]:
     sql = (
-        "SELECT session_id FROM entries WHERE idx = 0 "
+        "SELECT session_id FROM entries INDEXED BY entries_sessions WHERE idx = 0 "
         "AND session_id NOT IN (SELECT session_id FROM summaries) ORDER BY session_id"
     )
     return [sid for (sid,) in connection.execute(sql)]
@@ -577,7 +499,10 @@ def _select_frames(
 
 
 def _session_ids(after: str, connection: sqlite3.Connection) -> list[str]:
-    sql = "SELECT session_id FROM entries WHERE idx = 0 AND session_id > ? ORDER BY session_id LIMIT ?"
+    sql = (
+        "SELECT session_id FROM entries INDEXED BY entries_sessions "
+        "WHERE idx = 0 AND session_id > ? ORDER BY session_id LIMIT ?"
+    )
     return [session_id for (session_id,) in connection.execute(sql, (after, SESSION_PAGE))]
 
 
