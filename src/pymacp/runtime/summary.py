@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
 
 from ..kernel import Identity, Session, SessionState
+
+FIXED_JSON_CACHE = 4096  # sessions whose unchanging summary fields are kept encoded
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,26 +65,29 @@ class SessionSummary:
         )
 
     def to_json(self) -> str:
-        doc: dict[str, Any] = {
-            "v": 1,
-            "session_id": self.session_id,
-            "mode": self.mode,
+        # One append rewrites the summary, and most of it never changes after SessionStart:
+        # that part is encoded once per session (cached), the rest on every call.
+        changing = {
             "state": int(self.state),
-            "initiator": self.initiator,
-            "participants": list(self.participants),
-            "mode_version": self.mode_version,
-            "configuration_version": self.configuration_version,
-            "policy_id": self.policy_id,
-            "context_id": self.context_id,
-            "extension_keys": list(self.extension_keys),
-            "started_at_ms": self.started_at_ms,
             "expires_at_ms": self.expires_at_ms,
             "ended_at_ms": self.ended_at_ms,
             "last_ordinal": self.last_ordinal,
             "next_deadline_ms": self.next_deadline_ms,
             "activity": [list(a) for a in self.activity],
         }
-        return json.dumps(doc, separators=(",", ":"))
+        fixed = _fixed_json(
+            self.session_id,
+            self.mode,
+            self.initiator,
+            self.participants,
+            self.mode_version,
+            self.configuration_version,
+            self.policy_id,
+            self.context_id,
+            self.extension_keys,
+            self.started_at_ms,
+        )
+        return fixed[:-1] + "," + json.dumps(changing, separators=(",", ":"))[1:]
 
     @classmethod
     def from_json(cls, text: str) -> SessionSummary:
@@ -105,3 +110,32 @@ class SessionSummary:
             next_deadline_ms=doc["next_deadline_ms"],
             activity=tuple((str(p), int(c), int(t)) for p, c, t in doc["activity"]),
         )
+
+
+@lru_cache(maxsize=FIXED_JSON_CACHE)
+def _fixed_json(
+    session_id: str,
+    mode: str,
+    initiator: str,
+    participants: tuple[str, ...],
+    mode_version: str,
+    configuration_version: str,
+    policy_id: str,
+    context_id: str,
+    extension_keys: tuple[str, ...],
+    started_at_ms: int,
+) -> str:
+    doc = {
+        "v": 1,
+        "session_id": session_id,
+        "mode": mode,
+        "initiator": initiator,
+        "participants": list(participants),
+        "mode_version": mode_version,
+        "configuration_version": configuration_version,
+        "policy_id": policy_id,
+        "context_id": context_id,
+        "extension_keys": list(extension_keys),
+        "started_at_ms": started_at_ms,
+    }
+    return json.dumps(doc, separators=(",", ":"))
