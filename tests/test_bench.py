@@ -17,7 +17,7 @@ import sys
 import pytest
 
 from pymacp.bench.load import CallStats, spread
-from pymacp.bench.report import Figure, compared, percentile, table
+from pymacp.bench.report import Figure, compared, median_pair, percentile, table
 from pymacp.bench.runner import FULL, QUICK, select
 
 SCENARIOS = ["throughput", "fsync", "latency", "fanout", "replay", "recovery", "memory", "durability", "bus"]
@@ -148,6 +148,21 @@ def test_compared_judges_the_ratio_against_the_target() -> None:
     assert (info.ratio, info.target, info.met) == (None, "", None)
 
 
+def test_median_pair_reports_the_run_with_the_median_ratio_and_lists_them_all() -> None:
+    runs = [(50.0, 100.0), (90.0, 100.0), (30.0, 60.0), (10.0, 100.0)]  # ratios 0.5, 0.9, 0.5, 0.1
+    value, baseline, note = median_pair(runs)
+    assert value / baseline == 0.5  # the lower middle of 0.1, 0.5, 0.5, 0.9
+    assert note == "median of 4 paired runs (ratios 0.50, 0.90, 0.50, 0.10)"
+    assert median_pair([(80.0, 100.0), (20.0, 100.0), (60.0, 100.0)]) == (
+        60.0,
+        100.0,
+        "median of 3 paired runs (ratios 0.80, 0.20, 0.60)",
+    )
+    assert median_pair([(3.0, 4.0)]) == (3.0, 4.0, "")
+    with pytest.raises(ValueError, match="at least one"):
+        median_pair([])
+
+
 def test_percentile_is_nearest_rank() -> None:
     samples = [float(n) for n in range(1, 101)]
     assert percentile(samples, 50) == 50.0
@@ -188,3 +203,4 @@ def test_the_full_run_is_larger_than_the_quick_one() -> None:
     assert FULL.memory_sessions == (10_000, 100_000)
     assert FULL.clients == QUICK.clients == (1, 8, 64)
     assert [s for s, _ in FULL.fanout] == [1, 10, 100]
+    assert FULL.repeats >= 3 and QUICK.repeats == 1

@@ -35,9 +35,10 @@ from separate client processes over gRPC, next to a baseline that does the same 
 
 \b
 The table goes to stdout, progress to stderr; --json writes every figure with the
-machine it was measured on. The full run takes about 5-10 minutes on 2 cores;
+machine it was measured on. The full run takes about 10-12 minutes on 2 cores;
 --quick shrinks every size (about 1-2 minutes) and is meant as a smoke test, not for
-numbers. See bench/README.md for how to read the results.
+numbers. Throughput, latency and fan-out figures are the median of 3 paired runs
+(runtime, then baseline); see bench/README.md for how to read the results.
 """
 
 

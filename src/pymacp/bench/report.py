@@ -64,6 +64,22 @@ def compared(
     return Figure(scenario, figure, value, unit, baseline, ratio, target, met, note)
 
 
+def median_pair(pairs: Sequence[tuple[float, float]]) -> tuple[float, float, str]:
+    """Of paired (value, baseline) runs, the pair with the median ratio, and a note on all of them.
+
+    With an even count the lower of the two middle pairs is taken. The note lists every ratio
+    in the order the runs were made; a single run gets no note.
+    """
+    if not pairs:
+        raise ValueError("median_pair needs at least one pair")
+    ranked = sorted(pairs, key=lambda pair: ratio_of(*pair) or 0.0)
+    value, baseline = ranked[(len(ranked) - 1) // 2]
+    if len(pairs) == 1:
+        return value, baseline, ""
+    ratios = ", ".join(_number(ratio_of(*pair)) for pair in pairs)
+    return value, baseline, f"median of {len(pairs)} paired runs (ratios {ratios})"
+
+
 def percentile(samples: Sequence[float], q: float) -> float:
     """The ``q``-th percentile (0..100) by the nearest-rank method; NaN for no samples."""
     if not samples:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .load import CallStats, closed_loop, paced, rounds, setup_sessions
 from .processes import BaselineProcess, BenchError, RuntimeProcess
-from .report import Figure, compared, counted, percentile
+from .report import Figure, compared, counted, median_pair, percentile
 from .runner import Bench, Scale, Scenario
 from .workload import new_session_id
 
@@ -33,6 +33,10 @@ def checked(stats: CallStats, what: str) -> CallStats:
     if stats.errors:
         raise BenchError(f"{what}: {stats.errors} calls failed; the first: {stats.first_error}")
     return stats
+
+
+def joined(*notes: str) -> str:
+    return "; ".join(note for note in notes if note)
 
 
 def errors_note(*stats: CallStats) -> str:
@@ -77,20 +81,24 @@ def throughput(bench: Bench) -> list[Figure]:
     rig = bench.shared("unary", unary_rig)
     figures = []
     for clients in bench.scale.clients:
-        ours = closed_loop(rig.runtime.target, rig.sessions, clients, bench.scale.measure_s)
-        theirs = closed_loop(rig.baseline.target, rig.sessions, clients, bench.scale.measure_s)
-        bench.log(f"  {clients} clients: runtime {ours.rate:,.0f}/s, no-op baseline {theirs.rate:,.0f}/s")
+        runs = []
+        for _ in range(bench.scale.repeats):
+            ours = closed_loop(rig.runtime.target, rig.sessions, clients, bench.scale.measure_s)
+            theirs = closed_loop(rig.baseline.target, rig.sessions, clients, bench.scale.measure_s)
+            bench.log(f"  {clients} clients: runtime {ours.rate:,.0f}/s, no-op baseline {theirs.rate:,.0f}/s")
+            runs.append((ours, theirs))
+        rate, baseline_rate, spread = median_pair([(ours.rate, theirs.rate) for ours, theirs in runs])
         if clients == bench.scale.max_clients:
-            bench.cache["max_rate"] = ours.rate
+            bench.cache["max_rate"] = rate
         figures.append(
             compared(
                 "throughput",
                 f"durable Send/s, {counted(clients, 'client')}",
-                ours.rate,
+                rate,
                 "env/s",
-                theirs.rate,
+                baseline_rate,
                 at_least=0.5 if clients == bench.scale.max_clients else None,
-                note=errors_note(ours, theirs),
+                note=joined(spread, errors_note(*(stats for run in runs for stats in run))),
             )
         )
     return figures
@@ -149,16 +157,31 @@ def fsync_contention(bench: Bench) -> list[Figure]:
 def latency(bench: Bench) -> list[Figure]:
     rig = bench.shared("unary", unary_rig)
     rate = 0.5 * max_rate(bench, rig)
-    ours = paced(rig.runtime.target, rig.sessions, rate, bench.scale.measure_s)
-    theirs = paced(rig.baseline.target, rig.sessions, rate, bench.scale.measure_s)
-    p50, p99 = (percentile(ours.samples_s, q) * 1000 for q in (50, 99))
-    b50, b99 = (percentile(theirs.samples_s, q) * 1000 for q in (50, 99))
+    runs = []
+    for _ in range(bench.scale.repeats):
+        ours = paced(rig.runtime.target, rig.sessions, rate, bench.scale.measure_s)
+        theirs = paced(rig.baseline.target, rig.sessions, rate, bench.scale.measure_s)
+        p50, p99 = (percentile(ours.samples_s, q) * 1000 for q in (50, 99))
+        b50, b99 = (percentile(theirs.samples_s, q) * 1000 for q in (50, 99))
+        bench.log(
+            f"  at {rate:,.0f}/s: runtime p50 {p50:.2f} / p99 {p99:.2f} ms, no-op {b50:.2f} / {b99:.2f} ms"
+        )
+        runs.append((ours, theirs, (p50, b50), (p99, b99)))
+    p50, b50, spread50 = median_pair([run[2] for run in runs])
+    p99, b99, spread99 = median_pair([run[3] for run in runs])
     fsync_ms = bench.fsync_s * 1000
-    bench.log(f"  at {rate:,.0f}/s: runtime p50 {p50:.2f} / p99 {p99:.2f} ms, no-op {b50:.2f} / {b99:.2f} ms")
     allowed = 2 * b99 + fsync_ms
-    note = "; ".join(filter(None, [f"offered load {rate:,.0f} env/s", errors_note(ours, theirs)]))
+    load = f"offered load {rate:,.0f} env/s"
+    errors = errors_note(*(stats for run in runs for stats in run[:2]))
     return [
-        compared("latency", "ack latency p50 at half of max throughput", p50, "ms", b50, note=note),
+        compared(
+            "latency",
+            "ack latency p50 at half of max throughput",
+            p50,
+            "ms",
+            b50,
+            note=joined(load, spread50, errors),
+        ),
         Figure(
             "latency",
             "ack latency p99 at half of max throughput",
@@ -168,6 +191,7 @@ def latency(bench: Bench) -> list[Figure]:
             p99 / b99 if b99 else None,
             target=f"≤ 2×baseline + 1 fsync = {allowed:.2f} ms",
             met=p99 <= allowed,
+            note=spread99,
         ),
     ]
 
@@ -184,18 +208,22 @@ def durability(bench: Bench) -> list[Figure]:
         durable.start()
         memory.start()
         sessions = prepared_sessions(bench, (durable.target, memory.target), bench.scale.sessions)
-        ours = closed_loop(durable.target, sessions, clients, bench.scale.measure_s)
-        theirs = closed_loop(memory.target, sessions, clients, bench.scale.measure_s)
-    bench.log(f"  {clients} clients: SQLite {ours.rate:,.0f}/s, memory only {theirs.rate:,.0f}/s")
+        runs = []
+        for _ in range(bench.scale.repeats):
+            ours = closed_loop(durable.target, sessions, clients, bench.scale.measure_s)
+            theirs = closed_loop(memory.target, sessions, clients, bench.scale.measure_s)
+            bench.log(f"  {clients} clients: SQLite {ours.rate:,.0f}/s, memory only {theirs.rate:,.0f}/s")
+            runs.append((ours, theirs))
+    rate, memory_rate, spread = median_pair([(ours.rate, theirs.rate) for ours, theirs in runs])
     return [
         compared(
             "durability",
             f"Send/s at {clients} clients, SQLite (baseline: MACP_MEMORY_ONLY=1)",
-            ours.rate,
+            rate,
             "env/s",
-            theirs.rate,
+            memory_rate,
             at_least=0.8,
-            note=errors_note(ours, theirs),
+            note=joined(spread, errors_note(*(stats for run in runs for stats in run))),
         )
     ]
 
@@ -215,7 +243,7 @@ SCENARIOS = [
         "throughput",
         "durable Send throughput at 1/8/64 clients vs a no-op gRPC server",
         throughput,
-        lambda s: _setup_s(s) + len(s.clients) * 2 * (s.measure_s + SPAWN_S),
+        lambda s: _setup_s(s) + s.repeats * len(s.clients) * 2 * (s.measure_s + SPAWN_S),
     ),
     Scenario(
         2,
@@ -229,13 +257,13 @@ SCENARIOS = [
         "latency",
         "ack latency p50/p99 at half the maximum throughput",
         latency,
-        lambda s: 2 * (s.measure_s + SPAWN_S) + 1,
+        lambda s: s.repeats * 2 * (s.measure_s + SPAWN_S) + 1,
     ),
     Scenario(
         8,
         "durability",
         "durable throughput vs MACP_MEMORY_ONLY=1",
         durability,
-        lambda s: 2 * _setup_s(s) + 2 * (s.measure_s + SPAWN_S),
+        lambda s: 2 * _setup_s(s) + s.repeats * 2 * (s.measure_s + SPAWN_S),
     ),
 ]
