@@ -332,6 +332,32 @@ def test_one_callers_bad_append_does_not_fail_the_batch(tmp_path: Path) -> None:
     run(path, scenario)
 
 
+def test_an_append_clashing_with_rows_written_behind_the_stores_back_is_refused_alone(
+    tmp_path: Path,
+) -> None:
+    # The store checks appends against its own idea of each log's end; a row written by
+    # something else makes the batch's single INSERT fail, and the slow path sorts it out.
+    path = tmp_path / "macp.db"
+    full, other = history(SID, 5), history(session_id(2), 2)
+
+    async def scenario(store: SqliteStore) -> None:
+        await store.append(SID, full[:3])
+        raw = sqlite3.connect(path)
+        raw.execute("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)", (SID, *to_row(full[3])))
+        raw.commit()
+        raw.close()
+        clashing = asyncio.create_task(store.append(SID, full[3:4]))
+        fine = asyncio.create_task(store.append(session_id(2), other))
+        with pytest.raises(StorageError, match="already has an entry at index 3"):
+            await clashing
+        await fine
+        await store.append(SID, full[4:])  # the store knows the log's real end now
+        assert await store.read(SID) == full
+        assert await store.read(session_id(2)) == other
+
+    run(path, scenario)
+
+
 def test_reads_do_not_wait_for_the_writer(tmp_path: Path) -> None:
     path = tmp_path / "macp.db"
 
@@ -433,20 +459,33 @@ class Faults:
     full_disk_for: str | None = None  # a session whose insert fails after writing its rows
 
 
+def _disk_full() -> sqlite3.OperationalError:
+    error = sqlite3.OperationalError("database or disk is full (injected)")
+    error.sqlite_errorcode = sqlite3.SQLITE_FULL
+    error.sqlite_errorname = "SQLITE_FULL"
+    return error
+
+
 def install_faults(monkeypatch: pytest.MonkeyPatch) -> Faults:
     faults = Faults()
 
     class FaultyConnection(sqlite3.Connection):
         def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
-            if faults.commit and sql == "COMMIT":
+            # A batch of appends commits as one autocommit INSERT INTO appends; in that
+            # statement a failed commit and a full disk both strike before it is done.
+            one_statement = sql.startswith("INSERT INTO appends") and not self.in_transaction
+            if faults.commit and (sql == "COMMIT" or one_statement):
                 raise sqlite3.OperationalError("disk I/O error (injected)")
             if faults.rollback_to and sql.startswith("ROLLBACK TO"):
                 raise sqlite3.OperationalError("cannot rollback (injected)")
-            cursor = super().execute(sql, parameters)
             # A multi-row insert carries each row's session id among its parameters.
             doomed = faults.full_disk_for
-            if doomed is not None and sql.startswith("INSERT INTO entries") and doomed in list(parameters):
-                raise sqlite3.OperationalError("database or disk is full (injected)")
+            hits = doomed is not None and sql.startswith("INSERT INTO") and doomed in list(parameters)
+            if hits and one_statement:
+                raise _disk_full()  # SQLite undoes the whole statement: nothing was written
+            cursor = super().execute(sql, parameters)
+            if hits:
+                raise _disk_full()  # inside a transaction: written, to be rolled back by the store
             return cursor
 
         def executemany(self, sql: str, rows: Iterable[Any], /) -> sqlite3.Cursor:

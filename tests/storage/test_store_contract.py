@@ -125,6 +125,30 @@ def test_reads_after_every_ordinal_return_the_rest_of_the_stream_in_order(make_s
     run(make_store, scenario)
 
 
+def test_each_session_keeps_the_summary_of_its_latest_append(make_store: StoreFactory) -> None:
+    full, other = history(SID, 6), history(OTHER, 2)
+
+    async def scenario(store: Store) -> None:
+        await store.append(SID, full[:2], "sid after 2")
+        await store.append(OTHER, other)  # no summary: the session is unsummarized
+        assert [item async for item in store.summaries()] == [(SID, "sid after 2")]
+        assert await store.unsummarized() == [OTHER]
+        # Concurrent appends share a batch; each session's latest summary wins.
+        await asyncio.gather(
+            store.append(SID, full[2:4], "sid after 4"),
+            store.append(OTHER, [], "other, summary only"),
+        )
+        await store.append(SID, full[4:], "sid after 6")
+        assert [item async for item in store.summaries()] == [
+            (SID, "sid after 6"),
+            (OTHER, "other, summary only"),
+        ]
+        assert await store.unsummarized() == []
+        assert await store.read(SID) == full and await store.read(OTHER) == other
+
+    run(make_store, scenario)
+
+
 def test_empty_append_is_a_no_op(make_store: StoreFactory) -> None:
     async def scenario(store: Store) -> None:
         await store.append(SID, [])

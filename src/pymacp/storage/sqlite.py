@@ -4,17 +4,22 @@ Theory of operation
 -------------------
 One writer thread owns the only write connection. :meth:`SqliteStore.append` (and every
 other write) puts a request on a queue and awaits a future. The writer takes everything
-that is queued, writes it all in ONE transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``, so
-one WAL fsync for the whole batch under ``synchronous=FULL``), then resolves every
-caller's future on its event loop. While one batch is being synced the next one queues
-up, so the number of fsyncs per second stays flat as load grows instead of the latency.
-This is the fix for the reference runtime's one-lock-across-fsync design.
+that is queued, writes it all in ONE transaction (one WAL fsync for the whole batch under
+``synchronous=FULL``), then resolves every caller's future on its event loop. While one
+batch is being synced the next one queues up, so the number of fsyncs per second stays
+flat as load grows instead of the latency. This is the fix for the reference runtime's
+one-lock-across-fsync design.
 
-Each request runs inside its own SAVEPOINT, so a request that fails (an index that does
-not continue its session's log, a constraint) is rolled back alone and the rest of the
-batch still commits. If BEGIN fails, nothing was written and every request of the batch
-fails; the store stays usable. If COMMIT itself fails, the outcome on disk is unknown, so
-the store refuses every later write (the log on disk stays the truth; restart to recover).
+A batch of appends (the hot path) is checked against an in-memory index of each
+session's next log position and committed as a single INSERT in autocommit mode, which
+writes entries and summaries together (:mod:`.sqlite_schema`): one call into SQLite per
+batch, so the writer gives up and re-takes the GIL once instead of once per statement.
+Every other batch runs ``BEGIN IMMEDIATE`` ... ``COMMIT`` with each request in its own
+SAVEPOINT, so a request that fails (an index that does not continue its session's log, a
+constraint) is rolled back alone and the rest of the batch still commits. If the
+transaction cannot start, nothing was written and every request of the batch fails; the
+store stays usable. If the commit itself fails, the outcome on disk is unknown, so the
+store refuses every later write (the log on disk stays the truth; restart to recover).
 
 Reads run on a small pool of read-only connections on their own threads. WAL lets them
 read the last committed state while the writer is busy, so a read never waits for an
@@ -45,8 +50,8 @@ from ..kernel import HistoryEntry
 from .base import StorageError
 from .checkpoint import Checkpointer
 from .codec import Row, check_append, check_limit, continuation_error, from_row, to_row
-from .sqlbatch import insert_rows
-from .sqlite_schema import prepare
+from .sqlbatch import ROWS_PER_STATEMENT, insert_rows
+from .sqlite_schema import APPEND_COLUMNS, prepare
 
 SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 BUSY_TIMEOUT_S = 5.0  # how long a statement waits for a lock another process holds
@@ -58,9 +63,7 @@ _COLUMNS = "idx, ordinal, kind, accepted_at, envelope, binding"
 # Streamable entries after an ordinal, in log order (ordinals grow with idx). The entry with
 # ordinal n + 1 has idx >= n, so the scan starts there on entries_by_session (.sqlite_schema).
 _AFTER_ORDINAL = "session_id = ? AND idx >= ? AND ordinal > ?"
-_INSERT_ENTRIES = f"INSERT INTO entries (session_id, {_COLUMNS})"
-_INSERT_SUMMARIES = "INSERT INTO summaries (session_id, summary)"
-_ON_SUMMARY_CONFLICT = "ON CONFLICT (session_id) DO UPDATE SET summary = excluded.summary"
+_INSERT_APPENDS = f"INSERT INTO appends ({APPEND_COLUMNS})"
 
 T = TypeVar("T")
 
@@ -84,6 +87,15 @@ class _Write:
     future: asyncio.Future[None]
     entries: int  # history entries this write appends, for the counter
     append: _Append | None = None  # set for appends, which take the batched fast path
+
+
+@dataclass(slots=True)
+class _Plan:
+    """A batch of appends checked against the log: each caller's outcome, and what to insert."""
+
+    outcomes: list[StorageError | None]
+    rows: list[tuple[object, ...]]  # (session_id, *entry columns, summary), as ``appends`` takes them
+    next_index: dict[str, int]  # each session's next log index once the batch is in
 
 
 class SqliteStore:
@@ -270,64 +282,109 @@ class SqliteStore:
             _settle(writes, outcomes)
 
     def _commit(self, connection: sqlite3.Connection, writes: list[_Write]) -> list[StorageError | None]:
+        """Write a batch durably; returns each caller's outcome.
+
+        A batch of appends only (the common case) commits as one INSERT into the ``appends``
+        view in autocommit mode (see :mod:`.sqlite_schema`): its continuation checks run
+        against the in-memory next index first. Anything else, a batch too large for one
+        statement, or a statement refused before anything was written (a constraint, a full
+        disk) takes the explicit transaction, with one savepoint per caller if need be.
+        """
         if self._broken is not None:
             return [self._broken] * len(writes)
+        appends = [w.append for w in writes]
+        if all(a is not None for a in appends):
+            plan = self._plan(connection, [a for a in appends if a is not None])
+            if len(plan.rows) <= ROWS_PER_STATEMENT:
+                outcomes = self._commit_one_statement(connection, writes, plan)
+                if outcomes is not None:
+                    return outcomes
+        return self._commit_transaction(connection, writes)
+
+    def _commit_one_statement(
+        self, connection: sqlite3.Connection, writes: list[_Write], plan: _Plan
+    ) -> list[StorageError | None] | None:
+        """Commit a planned batch as one statement; None when the transaction path must retry it."""
+        if plan.rows:
+            try:
+                insert_rows(connection, _INSERT_APPENDS, "", plan.rows)
+            except sqlite3.Error as exc:
+                code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF  # the primary result code
+                if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                    return [_not_started(self._path, exc)] * len(writes)
+                if isinstance(exc, sqlite3.IntegrityError) or code == sqlite3.SQLITE_FULL:
+                    self._next_index.clear()  # the statement was undone whole; look indexes up again
+                    return None
+                return self._break(exc, writes)
+            self._commits += 1
+        self._count(writes, plan.outcomes)
+        self._next_index.update(plan.next_index)
+        return plan.outcomes
+
+    def _commit_transaction(
+        self, connection: sqlite3.Connection, writes: list[_Write]
+    ) -> list[StorageError | None]:
         try:
             connection.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            error = StorageError(
-                f"cannot start a write transaction on {self._path}: {exc}; nothing was written"
-            )
-            return [error] * len(writes)
+            return [_not_started(self._path, exc)] * len(writes)
         outcomes, advanced = self._write_batch(connection, writes)
         try:
             connection.execute("COMMIT")
         except sqlite3.Error as exc:
-            self._broken = StorageError(
-                f"committing to {self._path} failed ({exc}), so whether the last writes reached the disk "
-                "is unknown; the store refuses further writes, restart to recover from the log"
-            )
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
-            return [self._broken] * len(writes)
+            return self._break(exc, writes)
         self._commits += 1
-        self._appended_entries += sum(
-            w.entries for w, error in zip(writes, outcomes, strict=True) if error is None
-        )
+        self._count(writes, outcomes)
         if advanced is None:
             self._next_index.clear()  # a delete or an unusual batch: look indexes up again
         else:
             self._next_index.update(advanced)
         return outcomes
 
+    def _break(self, exc: sqlite3.Error, writes: list[_Write]) -> list[StorageError | None]:
+        self._broken = StorageError(
+            f"committing to {self._path} failed ({exc}), so whether the last writes reached the disk "
+            "is unknown; the store refuses further writes, restart to recover from the log"
+        )
+        return [self._broken] * len(writes)
+
+    def _count(self, writes: list[_Write], outcomes: Sequence[StorageError | None]) -> None:
+        self._appended_entries += sum(
+            w.entries for w, error in zip(writes, outcomes, strict=True) if error is None
+        )
+
     def _write_batch(
         self, connection: sqlite3.Connection, writes: list[_Write]
     ) -> tuple[list[StorageError | None], dict[str, int] | None]:
-        """Apply a batch; returns each caller's outcome and the new next-index of appended sessions.
+        """Apply a batch inside a transaction; each caller's outcome and the new next indexes.
 
-        The fast path, for batches of appends only, checks that each append continues its log
-        against an in-memory index and inserts every row with one statement, so a batch costs
-        a handful of calls into SQLite however many callers share it. Anything else — another
-        kind of write, or an error — takes the slow path: one savepoint per caller.
+        Appends only: checked against the next index and inserted with a few statements, in a
+        savepoint. Anything else, or an error: one savepoint per caller, so a failing write
+        is undone alone.
         """
         appends = [w.append for w in writes]
         if all(a is not None for a in appends):
-            fast = self._append_fast(connection, [a for a in appends if a is not None])
-            if fast is not None:
-                return fast
+            plan = self._plan(connection, [a for a in appends if a is not None])
+            connection.execute("SAVEPOINT fast")
+            try:
+                insert_rows(connection, _INSERT_APPENDS, "", plan.rows)
+            except sqlite3.Error:
+                connection.execute("ROLLBACK TO fast")
+                connection.execute("RELEASE fast")
+            else:
+                connection.execute("RELEASE fast")
+                return plan.outcomes, plan.next_index
         outcomes = [_apply(connection, write) for write in writes]
         return outcomes, None
 
-    def _append_fast(
-        self, connection: sqlite3.Connection, appends: list[_Append]
-    ) -> tuple[list[StorageError | None], dict[str, int]] | None:
-        nxt: dict[str, int] = {}
-        outcomes: list[StorageError | None] = []
-        rows: list[tuple[object, ...]] = []
-        summaries: dict[str, str] = {}
+    def _plan(self, connection: sqlite3.Connection, appends: list[_Append]) -> _Plan:
+        """Check that each append continues its session's log; the rows of those that do."""
+        plan = _Plan([], [], {})
         for append in appends:
             sid = append.session_id
-            expected = nxt.get(sid)
+            expected = plan.next_index.get(sid)
             if expected is None:
                 expected = self._next_index.get(sid)
             if expected is None:
@@ -336,24 +393,18 @@ class SqliteStore:
                 ).fetchone()
                 expected = 0 if last is None else last[0] + 1
             if append.rows and append.rows[0].idx != expected:
-                outcomes.append(continuation_error(sid, expected, append.rows[0].idx))
-                nxt.setdefault(sid, expected)
+                plan.outcomes.append(continuation_error(sid, expected, append.rows[0].idx))
+                plan.next_index.setdefault(sid, expected)
                 continue
-            outcomes.append(None)
-            nxt[sid] = expected + len(append.rows)
-            rows.extend((sid, *row) for row in append.rows)
-            if append.summary is not None:
-                summaries[sid] = append.summary
-        connection.execute("SAVEPOINT fast")
-        try:
-            insert_rows(connection, _INSERT_ENTRIES, "", rows)
-            insert_rows(connection, _INSERT_SUMMARIES, _ON_SUMMARY_CONFLICT, list(summaries.items()))
-        except sqlite3.Error:
-            connection.execute("ROLLBACK TO fast")
-            connection.execute("RELEASE fast")
-            return None  # the slow path finds out which caller's write it was
-        connection.execute("RELEASE fast")
-        return outcomes, nxt
+            plan.outcomes.append(None)
+            plan.next_index[sid] = expected + len(append.rows)
+            if not append.rows:  # a summary alone
+                plan.rows.append((sid, None, None, None, None, None, None, append.summary))
+            last_row = len(append.rows) - 1
+            plan.rows.extend(
+                (sid, *row, append.summary if i == last_row else None) for i, row in enumerate(append.rows)
+            )
+        return plan
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -532,6 +583,10 @@ def _resolve(settled: list[tuple[asyncio.Future[None], StorageError | None]]) ->
             future.set_result(None)
         else:
             future.set_exception(error)
+
+
+def _not_started(path: Path, exc: sqlite3.Error) -> StorageError:
+    return StorageError(f"cannot start a write transaction on {path}: {exc}; nothing was written")
 
 
 def _copy(error: StorageError) -> StorageError:

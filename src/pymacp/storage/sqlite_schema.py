@@ -71,6 +71,24 @@ _TO_ROWID_LAYOUT = (
     "ALTER TABLE entries_appended RENAME TO entries",
     *_ENTRY_INDEXES,
 )
+# The writer's way in, on its own connection only (TEMP: nothing of it is stored in the file).
+# One INSERT into ``appends`` writes a batch's entries AND the summaries that go with them
+# (a row carries its append's summary on its last entry, or only a summary), so a batch can
+# commit as ONE statement in autocommit mode: one call into SQLite, hence one release of
+# the GIL, instead of BEGIN, two INSERTs and COMMIT each waiting to take it back from the
+# busy event loop.
+APPEND_COLUMNS = f"{_COLUMNS}, summary"
+_APPEND_VIEW = (
+    f"CREATE TEMP VIEW appends AS SELECT {_COLUMNS}, NULL AS summary FROM entries",
+    f"""CREATE TEMP TRIGGER appends_insert INSTEAD OF INSERT ON appends BEGIN
+        INSERT INTO entries ({_COLUMNS})
+            SELECT NEW.session_id, NEW.idx, NEW.ordinal, NEW.kind, NEW.accepted_at, NEW.envelope, NEW.binding
+            WHERE NEW.idx IS NOT NULL;
+        INSERT INTO summaries (session_id, summary)
+            SELECT NEW.session_id, NEW.summary WHERE NEW.summary IS NOT NULL
+            ON CONFLICT (session_id) DO UPDATE SET summary = excluded.summary;
+    END""",
+)
 # version -> the statements that take a store from that version to the next one.
 _MIGRATIONS = {1: _SUMMARIES, 2: _TO_ROWID_LAYOUT}
 
@@ -96,6 +114,8 @@ def prepare(connection: sqlite3.Connection, synchronous: str, path: Path) -> Non
     except BaseException:
         connection.execute("ROLLBACK")
         raise
+    for statement in _APPEND_VIEW:
+        connection.execute(statement)
 
 
 def _check_schema(connection: sqlite3.Connection, tables: set[str], path: Path) -> None:
