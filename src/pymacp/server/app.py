@@ -10,10 +10,8 @@ embedding a runtime in your own tests::
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
-import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from types import TracebackType
@@ -31,6 +29,7 @@ from ..runtime.receipts import ReceiptIssuer
 from ..storage import Store
 from ..storage.memory import MemoryStore
 from ..storage.sqlite import SqliteStore
+from .interpreter import collect_periodically, tune_interpreter
 from .registration import add_service
 from .service import MacpService
 
@@ -38,9 +37,6 @@ log = logging.getLogger("pymacp.server")
 DATABASE_FILE = "macp.sqlite3"
 RECEIPT_KEY_FILE = "receipt-signing-key.pem"
 GRPC_OVERHEAD_BYTES = 64 * 1024
-SWITCH_INTERVAL_S = 0.0005
-FULL_COLLECTION_INTERVAL_S = 5
-NO_AUTOMATIC_FULL_COLLECTION = 1_000_000
 
 
 class RuntimeServer:
@@ -87,8 +83,8 @@ class RuntimeServer:
         runtime = Runtime(settings, store, clock=self._clock, receipts=self._receipts())
         await runtime.start()
         self.runtime = runtime
-        _tune_interpreter()
-        self._collector = asyncio.create_task(_collect_periodically(), name="pymacp-gc")
+        tune_interpreter()
+        self._collector = asyncio.create_task(collect_periodically(), name="pymacp-gc")
         max_message = settings.max_payload_bytes + GRPC_OVERHEAD_BYTES
         server = grpc.aio.server(
             options=[
@@ -173,33 +169,6 @@ class RuntimeServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.stop(grace=0)
-
-
-def _tune_interpreter() -> None:
-    """Interpreter settings for a server process (see docs/architecture.md).
-
-    The storage writer thread makes many short calls that release the GIL; with the
-    default 5 ms switch interval each one can wait that long for the busy event loop to
-    let go, which shows up as tail latency.
-
-    Full garbage collections scan every tracked object, and a runtime holds many
-    long-lived ones (sessions, summaries): left automatic they stall the event loop for
-    tens of milliseconds. Young collections stay automatic; full ones run on a timer
-    (:func:`_collect_periodically`), each followed by ``gc.freeze()`` so the next one only
-    scans what was created since.
-    """
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
-    gc.collect()
-    gc.freeze()
-    young, middle, _ = gc.get_threshold()
-    gc.set_threshold(young, middle, NO_AUTOMATIC_FULL_COLLECTION)
-
-
-async def _collect_periodically() -> None:
-    while True:
-        await asyncio.sleep(FULL_COLLECTION_INTERVAL_S)
-        gc.collect()
-        gc.freeze()
 
 
 async def serve(settings: Settings) -> None:
