@@ -50,12 +50,13 @@ async def collect_periodically(
     while True:
         await asyncio.sleep(interval_s)
         rounds += 1
-        reclaim = rounds % reclaim_every == 0
+        if rounds % reclaim_every:
+            gc.collect()
+            gc.freeze()
+            continue
         began = time.perf_counter()
-        if reclaim:
-            gc.unfreeze()
+        gc.unfreeze()
         found = gc.collect()
         gc.freeze()
-        if reclaim:
-            took_ms = (time.perf_counter() - began) * 1000
-            log.debug("full collection with everything unfrozen: %d unreachable, %.1f ms", found, took_ms)
+        took_ms = (time.perf_counter() - began) * 1000
+        log.debug("full collection with everything unfrozen: %d unreachable, %.1f ms", found, took_ms)

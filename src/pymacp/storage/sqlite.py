@@ -51,7 +51,7 @@ from .base import StorageError
 from .checkpoint import Checkpointer
 from .codec import Row, check_append, check_limit, continuation_error, from_row, to_row
 from .sqlbatch import ROWS_PER_STATEMENT, insert_rows
-from .sqlite_schema import APPEND_COLUMNS, prepare
+from .sqlite_schema import APPEND_COLUMNS, ENTRY_COLUMNS, prepare
 
 SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 BUSY_TIMEOUT_S = 5.0  # how long a statement waits for a lock another process holds
@@ -59,7 +59,7 @@ READERS = 4  # read connections, each used by one thread at a time
 SESSION_PAGE = 256  # session ids fetched per query while iterating sessions()
 SUMMARY_PAGE = 4096  # summaries fetched per query while iterating summaries()
 
-_COLUMNS = "idx, ordinal, kind, accepted_at, envelope, binding"
+_NO_ENTRY = (None,) * len(Row._fields)  # the entry columns of an append that only updates a summary
 # Streamable entries after an ordinal, in log order (ordinals grow with idx). The entry with
 # ordinal n + 1 has idx >= n, so the scan starts there on entries_by_session (.sqlite_schema).
 _AFTER_ORDINAL = "session_id = ? AND idx >= ? AND ordinal > ?"
@@ -399,7 +399,7 @@ class SqliteStore:
             plan.outcomes.append(None)
             plan.next_index[sid] = expected + len(append.rows)
             if not append.rows:  # a summary alone
-                plan.rows.append((sid, None, None, None, None, None, None, append.summary))
+                plan.rows.append((sid, *_NO_ENTRY, append.summary))
             last_row = len(append.rows) - 1
             plan.rows.extend(
                 (sid, *row, append.summary if i == last_row else None) for i, row in enumerate(append.rows)
@@ -412,13 +412,13 @@ class SqliteStore:
         self, session_id: str, start_index: int = 0, limit: int | None = None
     ) -> list[HistoryEntry]:
         check_limit(limit)
-        sql = f"SELECT {_COLUMNS} FROM entries WHERE session_id = ? AND idx >= ? ORDER BY idx LIMIT ?"
+        sql = f"SELECT {ENTRY_COLUMNS} FROM entries WHERE session_id = ? AND idx >= ? ORDER BY idx LIMIT ?"
         params = (session_id, start_index, -1 if limit is None else limit)
         return await self._read(partial(_select_entries, sql, session_id, params))
 
     async def read_streamable(self, session_id: str, after_ordinal: int, limit: int) -> list[HistoryEntry]:
         check_limit(limit)
-        sql = f"SELECT {_COLUMNS} FROM entries WHERE {_AFTER_ORDINAL} ORDER BY idx LIMIT ?"
+        sql = f"SELECT {ENTRY_COLUMNS} FROM entries WHERE {_AFTER_ORDINAL} ORDER BY idx LIMIT ?"
         params = (session_id, after_ordinal, after_ordinal, limit)
         return await self._read(partial(_select_entries, sql, session_id, params))
 
@@ -509,8 +509,7 @@ def _insert(session_id: str, rows: list[Row], summary: str | None, connection: s
     if rows[0].idx != stored:
         raise continuation_error(session_id, stored, rows[0].idx)
     connection.executemany(
-        "INSERT INTO entries (session_id, idx, ordinal, kind, accepted_at, envelope, binding) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO entries (session_id, {ENTRY_COLUMNS}) VALUES (?{', ?' * len(Row._fields)})",
         [(session_id, *row) for row in rows],
     )
 

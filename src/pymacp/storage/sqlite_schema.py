@@ -63,7 +63,8 @@ _SCHEMA = (
     ) WITHOUT ROWID""",
     *_SUMMARIES,
 )
-_COLUMNS = "session_id, idx, ordinal, kind, accepted_at, envelope, binding"
+ENTRY_COLUMNS = "idx, ordinal, kind, accepted_at, envelope, binding"  # a stored row (.codec.Row)
+_COLUMNS = f"session_id, {ENTRY_COLUMNS}"
 _TO_ROWID_LAYOUT = (
     f"CREATE TABLE entries_appended ({_COLUMN_TYPES})",
     f"INSERT INTO entries_appended ({_COLUMNS}) SELECT {_COLUMNS} FROM entries ORDER BY session_id, idx",
