@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from pymacp.bench.load import CallStats, spread
+from pymacp.bench.machine import CpuClock, process_cpu_seconds
 from pymacp.bench.report import Figure, compared, median_pair, percentile, table
 from pymacp.bench.runner import FULL, QUICK, select
 
@@ -114,6 +118,17 @@ def test_the_json_describes_the_machine_and_the_run(quick_run: dict[str, object]
     assert _is_number(quick_run["fsync_ms"]) and quick_run["fsync_ms"] > 0
     assert _is_number(quick_run["duration_s"])
     assert quick_run["scale"]["recovery_envelopes"] == QUICK.recovery_envelopes
+    for scenario in quick_run["scenarios"]:  # this suite runs on Linux, where /proc/stat has it
+        assert _is_number(scenario["cpu_steal"]) and 0 <= scenario["cpu_steal"] <= 1, scenario
+
+
+def test_durability_reports_what_each_server_spent_per_send(quick_run: dict[str, object]) -> None:
+    figures = quick_run["figures"]
+    assert isinstance(figures, list)
+    (cpu,) = [f for f in figures if f["scenario"] == "durability" and f["unit"] == "µs"]
+    assert _is_number(cpu["value"]) and _is_number(cpu["baseline"]), cpu
+    assert cpu["value"] > 0 and cpu["baseline"] > 0
+    assert "envelopes per commit" in cpu["note"], cpu  # only the SQLite runtime commits
 
 
 def test_unknown_scenarios_are_refused_with_the_list() -> None:
@@ -204,3 +219,38 @@ def test_the_full_run_is_larger_than_the_quick_one() -> None:
     assert FULL.clients == QUICK.clients == (1, 8, 64)
     assert [s for s, _ in FULL.fanout] == [1, 10, 100]
     assert FULL.repeats >= 3 and QUICK.repeats == 1
+
+
+def _proc_stat(tmp_path: Path, name: str, user: int, idle: int, steal: int) -> Path:
+    path = tmp_path / name
+    # user nice system idle iowait irq softirq steal guest guest_nice; guest is inside user
+    path.write_text(f"cpu  {user} 0 10 {idle} 0 0 0 {steal} 50 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n")
+    return path
+
+
+def test_steal_share_is_stolen_ticks_over_all_ticks_between_readings(tmp_path: Path) -> None:
+    before = CpuClock.read(_proc_stat(tmp_path, "a", user=100, idle=1000, steal=20))
+    after = CpuClock.read(_proc_stat(tmp_path, "b", user=160, idle=1020, steal=40))
+    assert before == CpuClock(total=1130, steal=20)  # guest ticks are not counted twice
+    assert after is not None and before is not None
+    assert before.steal_share(after) == pytest.approx(20 / 100)
+    assert after.steal_share(before) is None  # counters never run backwards
+    assert before.steal_share(None) is None
+
+
+def test_cpu_clock_is_none_without_proc_stat(tmp_path: Path) -> None:
+    assert CpuClock.read(tmp_path / "missing") is None
+    odd = tmp_path / "odd"
+    odd.write_text("intr 1 2 3\n")
+    assert CpuClock.read(odd) is None
+
+
+def test_process_cpu_seconds_counts_this_process_working() -> None:
+    before = process_cpu_seconds(os.getpid())
+    assert before is not None
+    deadline = time.process_time() + 0.2
+    while time.process_time() < deadline:  # burn CPU, which the kernel then accounts
+        pass
+    after = process_cpu_seconds(os.getpid())
+    assert after is not None and after - before >= 0.1
+    assert process_cpu_seconds(2**22 + 1) is None  # above pid_max: no such process

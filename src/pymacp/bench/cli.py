@@ -88,6 +88,9 @@ def bench(quick: bool, json_path: Path | None, only: str | None, data_dir: Path 
     click.echo(
         f"\ntotal {duration:.0f}s ({duration / 60:.1f} min); fsync unit {context.fsync_s * 1000:.3f} ms"
     )
+    steal = [f"{o.scenario.name} {o.cpu_steal:.0%}" for o in outcomes if o.cpu_steal is not None]
+    if steal:
+        click.echo("CPU time stolen by the hypervisor: " + ", ".join(steal))
     missed = [f"{f.scenario}: {f.figure}" for f in figures if f.met is False]
     if missed:
         click.echo("targets missed:\n" + "\n".join(f"  {m}" for m in missed))
@@ -123,6 +126,7 @@ def _document(
                 "name": o.scenario.name,
                 "title": o.scenario.title,
                 "duration_s": round(o.duration_s, 1),
+                "cpu_steal": None if o.cpu_steal is None else round(o.cpu_steal, 4),
                 "error": o.error or None,
                 "figures": [figure_json(f, o.scenario.number) for f in o.figures],
             }

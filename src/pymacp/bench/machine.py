@@ -4,6 +4,12 @@ Benchmark figures only mean something next to the hardware that produced them, s
 JSON report carries the CPU, memory, Python, kernel and the disk under the data
 directory. The fsync unit is measured the simplest way a durable store can pay it: write
 4 KiB to one file and ``os.fsync`` it, many times over, and take the median.
+
+On a virtual machine the hypervisor may run other guests on "our" cores: the time it takes
+is *steal*, counted in /proc/stat. A scenario measured while much CPU was stolen is less
+trustworthy (its runtime and baseline runs may have been slowed unequally), so each
+scenario records the share stolen while it ran (:class:`CpuClock`), and process CPU time
+(:func:`process_cpu_seconds`) lets a scenario report what the server spent per envelope.
 """
 
 from __future__ import annotations
@@ -12,10 +18,51 @@ import os
 import platform
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 FSYNC_BLOCK = 4096
+STEAL_WARNING = 0.05  # share of CPU time stolen above which a scenario's figures are flagged
+_STEAL_FIELD = 7  # the 8th number of /proc/stat's "cpu" line (see proc(5))
+
+
+@dataclass(frozen=True, slots=True)
+class CpuClock:
+    """A reading of the machine's CPU time counters (clock ticks, summed over all CPUs)."""
+
+    total: int
+    steal: int
+
+    @classmethod
+    def read(cls, stat: Path = Path("/proc/stat")) -> CpuClock | None:
+        """The counters now; None where the kernel does not publish them (not Linux)."""
+        try:
+            first = stat.read_text().splitlines()[0].split()
+        except (OSError, IndexError):
+            return None
+        if not first or first[0] != "cpu":
+            return None
+        # guest and guest_nice (fields 9 and 10) are already counted in user and nice
+        ticks = [int(value) for value in first[1:9] if value.isdigit()]
+        steal = ticks[_STEAL_FIELD] if len(ticks) > _STEAL_FIELD else 0
+        return cls(sum(ticks), steal)
+
+    def steal_share(self, later: CpuClock | None) -> float | None:
+        """The share of all CPU time between the two readings that the hypervisor took."""
+        if later is None or later.total <= self.total:
+            return None
+        return (later.steal - self.steal) / (later.total - self.total)
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time of every thread of process ``pid`` so far; None if unreadable."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may contain spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def fsync_seconds(directory: Path, samples: int) -> float:

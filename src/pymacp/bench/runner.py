@@ -5,8 +5,9 @@ a 2-core machine), ``QUICK`` the CI smoke run that must still produce every figu
 :class:`Bench` is what a scenario gets: the scale, a work directory, the fsync unit
 measured once at the start of the run, progress logging, and servers shared between
 scenarios (started on first use, stopped when the run ends). :func:`run` runs the chosen
-scenarios in order and collects their figures; a scenario that fails is recorded with its
-error and the others still run.
+scenarios in order and collects their figures, with the share of CPU time the hypervisor
+stole while each ran; a scenario that fails is recorded with its error and the others
+still run.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .machine import fsync_seconds
+from .machine import STEAL_WARNING, CpuClock, fsync_seconds
 from .report import Figure
 
 T = TypeVar("T")
@@ -132,6 +133,7 @@ class Outcome:
     figures: list[Figure] = field(default_factory=list)
     duration_s: float = 0.0
     error: str = ""
+    cpu_steal: float | None = None  # share of CPU time stolen by the hypervisor while it ran
 
 
 def scenarios() -> list[Scenario]:
@@ -174,14 +176,25 @@ def run(bench: Bench, chosen: Sequence[Scenario]) -> list[Outcome]:
             bench.log(f"[{scenario.number}/{len(scenarios())}] {scenario.title} (estimate ~{estimate:.0f}s)")
             outcome = Outcome(scenario)
             began = time.monotonic()
+            clock = CpuClock.read()
             try:
                 outcome.figures = scenario.run(bench)
             except Exception as exc:
                 outcome.error = f"{type(exc).__name__}: {exc}"
                 bench.log(f"  FAILED: {outcome.error}\n{traceback.format_exc()}")
             outcome.duration_s = time.monotonic() - began
-            bench.log(f"  done in {outcome.duration_s:.1f}s")
+            outcome.cpu_steal = None if clock is None else clock.steal_share(CpuClock.read())
+            bench.log(f"  done in {outcome.duration_s:.1f}s{_steal_remark(outcome.cpu_steal)}")
             outcomes.append(outcome)
     finally:
         bench.close()
     return outcomes
+
+
+def _steal_remark(share: float | None) -> str:
+    if share is None:
+        return ""
+    remark = f"; {share:.0%} of CPU time stolen by the hypervisor"
+    if share > STEAL_WARNING:
+        remark += " (other guests shared these cores: treat this scenario's figures with care)"
+    return remark

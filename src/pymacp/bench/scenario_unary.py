@@ -12,6 +12,7 @@ import statistics
 from dataclasses import dataclass
 
 from .load import CallStats, closed_loop, paced, rounds, setup_sessions
+from .machine import process_cpu_seconds
 from .processes import BaselineProcess, BenchError, RuntimeProcess
 from .report import Figure, compared, counted, median_pair, percentile
 from .runner import Bench, Scale, Scenario
@@ -209,11 +210,13 @@ def durability(bench: Bench) -> list[Figure]:
         memory.start()
         sessions = prepared_sessions(bench, (durable.target, memory.target), bench.scale.sessions)
         runs = []
+        costs: list[tuple[Cost, Cost]] = []
         for _ in range(bench.scale.repeats):
-            ours = closed_loop(durable.target, sessions, clients, bench.scale.measure_s)
-            theirs = closed_loop(memory.target, sessions, clients, bench.scale.measure_s)
+            ours, our_cost = _costed(durable, sessions, clients, bench.scale.measure_s)
+            theirs, their_cost = _costed(memory, sessions, clients, bench.scale.measure_s)
             bench.log(f"  {clients} clients: SQLite {ours.rate:,.0f}/s, memory only {theirs.rate:,.0f}/s")
             runs.append((ours, theirs))
+            costs.append((our_cost, their_cost))
     rate, memory_rate, spread = median_pair([(ours.rate, theirs.rate) for ours, theirs in runs])
     return [
         compared(
@@ -224,8 +227,51 @@ def durability(bench: Bench) -> list[Figure]:
             memory_rate,
             at_least=0.8,
             note=joined(spread, errors_note(*(stats for run in runs for stats in run))),
-        )
+        ),
+        _cpu_figure(costs),
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """What a server process spent on one closed-loop run."""
+
+    calls: int
+    cpu_s: float | None  # CPU time of all its threads; None if /proc is not readable
+    commits: float | None  # storage commits; None for a store that does not count them
+
+    @property
+    def cpu_per_call_us(self) -> float | None:
+        return None if self.cpu_s is None or not self.calls else self.cpu_s / self.calls * 1e6
+
+
+def _costed(
+    server: RuntimeProcess, sessions: tuple[str, ...], clients: int, duration_s: float
+) -> tuple[CallStats, Cost]:
+    cpu_before, commits_before = process_cpu_seconds(server.pid), server.metric(STORAGE_COMMITS)
+    stats = closed_loop(server.target, sessions, clients, duration_s)
+    cpu_after, commits_after = process_cpu_seconds(server.pid), server.metric(STORAGE_COMMITS)
+    cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+    commits = None if commits_before is None or commits_after is None else commits_after - commits_before
+    # every worker's warm-up call is sent before the measured window but within the CPU one
+    return stats, Cost(stats.calls + stats.errors + clients, cpu, commits)
+
+
+def _cpu_figure(costs: list[tuple[Cost, Cost]]) -> Figure:
+    """The servers' CPU per Send over every run: where the durable runtime's extra time goes."""
+    figure = "server CPU per Send, all threads, SQLite (baseline: memory only)"
+    durable = [ours.cpu_per_call_us for ours, _ in costs]
+    memory = [theirs.cpu_per_call_us for _, theirs in costs]
+    if any(value is None for value in durable + memory):
+        return Figure("durability", figure, None, "µs", note="n/a: process CPU time is not readable here")
+    value = statistics.median(v for v in durable if v is not None)
+    baseline = statistics.median(v for v in memory if v is not None)
+    commits = sum(ours.commits or 0 for ours, _ in costs)
+    calls = sum(ours.calls for ours, _ in costs)
+    note = "" if len(costs) == 1 else f"median of {len(costs)} runs"
+    if commits:
+        note = joined(note, f"SQLite: {calls / commits:.1f} envelopes per commit")
+    return compared("durability", figure, value, "µs", baseline, note=note)
 
 
 # -- estimates (seconds on a 2-core machine) ----------------------------------------------------
