@@ -40,9 +40,10 @@ class Scale:
     recovery_envelopes: int
     memory_sessions: tuple[int, int]
     memory_budget_s: float  # time allowed for starting the idle sessions of scenario 7
-    # Paired runs (runtime, then baseline, back to back) of each throughput, latency and
-    # fan-out figure; the pair with the median ratio is reported, so one disturbed run on a
-    # shared machine neither makes nor breaks a figure. The note lists every run's ratio.
+    # Paired runs (runtime, then baseline, back to back) of each judged throughput, latency,
+    # fan-out and durability figure; the pair with the median ratio is reported, so one
+    # disturbed run on a shared machine neither makes nor breaks a figure. The note lists
+    # every run's ratio.
     repeats: int
 
     @property
