@@ -243,6 +243,10 @@ def test_cpu_clock_is_none_without_proc_stat(tmp_path: Path) -> None:
     odd = tmp_path / "odd"
     odd.write_text("intr 1 2 3\n")
     assert CpuClock.read(odd) is None
+    odd.write_text("cpu  1 2 x 4\n")
+    assert CpuClock.read(odd) is None
+    odd.write_text("")
+    assert CpuClock.read(odd) is None
 
 
 def test_process_cpu_seconds_counts_this_process_working() -> None:

@@ -39,13 +39,13 @@ class CpuClock:
         """The counters now; None where the kernel does not publish them (not Linux)."""
         try:
             first = stat.read_text().splitlines()[0].split()
-        except (OSError, IndexError):
+            # guest and guest_nice (fields 9 and 10) are already counted in user and nice
+            ticks = [int(value) for value in first[1:9]]
+        except (OSError, IndexError, ValueError):
             return None
-        if not first or first[0] != "cpu":
+        if first[0] != "cpu":
             return None
-        # guest and guest_nice (fields 9 and 10) are already counted in user and nice
-        ticks = [int(value) for value in first[1:9] if value.isdigit()]
-        steal = ticks[_STEAL_FIELD] if len(ticks) > _STEAL_FIELD else 0
+        steal = ticks[_STEAL_FIELD] if len(ticks) > _STEAL_FIELD else 0  # kernels before 2.6.11
         return cls(sum(ticks), steal)
 
     def steal_share(self, later: CpuClock | None) -> float | None:
