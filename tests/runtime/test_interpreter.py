@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import subprocess
+import sys
 import weakref
 from collections.abc import Callable
+
+import pytest
 
 from pymacp.server.interpreter import collect_periodically
 
@@ -54,3 +58,18 @@ def test_a_cycle_frozen_while_alive_is_reclaimed_only_by_an_unfreezing_round() -
         gc.collect()
     assert survived_plain, "a plain round collected a frozen cycle: the test proves nothing"
     assert not survived_reclaim, "the unfreezing round did not reclaim the frozen cycle"
+
+
+def test_a_server_process_restores_the_default_switch_interval_and_full_collections_stop() -> None:
+    code = (
+        "import gc, sys\n"
+        "from pymacp.server.interpreter import tune_interpreter\n"
+        "sys.setswitchinterval(0.0001)\n"
+        "tune_interpreter()\n"
+        "print(sys.getswitchinterval(), gc.get_threshold()[2], gc.get_freeze_count() > 0)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    interval, oldest_threshold, frozen = result.stdout.split()
+    assert float(interval) == pytest.approx(0.005)  # CPython's default, not what was set before
+    assert int(oldest_threshold) >= 1_000_000  # full collections only on the timer
+    assert frozen == "True"

@@ -1,8 +1,12 @@
 """Interpreter settings for a server process: the GIL switch interval and garbage collection.
 
-The storage writer thread makes short calls that release the GIL; with the default 5 ms
-switch interval each one can wait that long for the busy event loop to let go, which
-shows up as tail latency. A server process shortens it.
+The GIL switch interval stays at CPython's 5 ms, set explicitly. The storage writer thread
+re-takes the GIL about three times per commit (after its queue wait, after SQLite, after
+waking the event loop); with a shorter interval each re-take pre-empts the busy event loop
+and both threads pay context switches. Measured at 64 clients on SQLite, 5 ms against
+0.5 ms: 6–20% less server CPU per envelope in 8 of 8 paired runs, and p99 latency at a
+fixed moderate rate no worse (lower in 5 of 5 pairs). The writer mostly gets the GIL when
+the loop waits for I/O anyway.
 
 Full garbage collections scan every tracked object, and a runtime holds many long-lived
 ones (sessions, summaries, indexes): left automatic, they stall the event loop for tens of
@@ -29,7 +33,7 @@ import time
 
 log = logging.getLogger("pymacp.server")
 
-SWITCH_INTERVAL_S = 0.0005
+SWITCH_INTERVAL_S = 0.005  # CPython's default, whatever the environment changed it to
 FULL_COLLECTION_INTERVAL_S = 0.5
 RECLAIM_EVERY = 1200  # full collections (10 minutes at FULL_COLLECTION_INTERVAL_S)
 NO_AUTOMATIC_FULL_COLLECTION = 1_000_000
