@@ -1,4 +1,5 @@
-"""The server's garbage-collection timer: frozen cycles are reclaimed on the reclaim rounds."""
+"""Interpreter settings of a server process: the switch interval, and the garbage-collection timer
+that reclaims frozen cycles on its reclaim rounds."""
 
 from __future__ import annotations
 
