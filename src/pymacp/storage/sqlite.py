@@ -292,14 +292,13 @@ class SqliteStore:
         """
         if self._broken is not None:
             return [self._broken] * len(writes)
-        appends = [w.append for w in writes]
-        if all(a is not None for a in appends):
-            plan = self._plan(connection, [a for a in appends if a is not None])
-            if len(plan.rows) <= ROWS_PER_STATEMENT:
-                outcomes = self._commit_one_statement(connection, writes, plan)
-                if outcomes is not None:
-                    return outcomes
-        return self._commit_transaction(connection, writes)
+        plan = self._plan_appends(connection, writes)
+        if plan is not None and len(plan.rows) <= ROWS_PER_STATEMENT:
+            outcomes = self._commit_one_statement(connection, writes, plan)
+            if outcomes is not None:
+                return outcomes
+            plan = None  # undone whole: the next indexes were dropped, so plan again
+        return self._commit_transaction(connection, writes, plan)
 
     def _commit_one_statement(
         self, connection: sqlite3.Connection, writes: list[_Write], plan: _Plan
@@ -322,13 +321,13 @@ class SqliteStore:
         return plan.outcomes
 
     def _commit_transaction(
-        self, connection: sqlite3.Connection, writes: list[_Write]
+        self, connection: sqlite3.Connection, writes: list[_Write], plan: _Plan | None
     ) -> list[StorageError | None]:
         try:
             connection.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             return [_not_started(self._path, exc)] * len(writes)
-        outcomes, advanced = self._write_batch(connection, writes)
+        outcomes, advanced = self._write_batch(connection, writes, plan)
         try:
             connection.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -356,17 +355,17 @@ class SqliteStore:
         )
 
     def _write_batch(
-        self, connection: sqlite3.Connection, writes: list[_Write]
+        self, connection: sqlite3.Connection, writes: list[_Write], plan: _Plan | None
     ) -> tuple[list[StorageError | None], dict[str, int] | None]:
         """Apply a batch inside a transaction; each caller's outcome and the new next indexes.
 
-        Appends only: checked against the next index and inserted with a few statements, in a
-        savepoint. Anything else, or an error: one savepoint per caller, so a failing write
-        is undone alone.
+        Appends only (``plan``, made here if the caller has none): checked against the next
+        index and inserted with a few statements, in a savepoint. Anything else, or an
+        error: one savepoint per caller, so a failing write is undone alone.
         """
-        appends = [w.append for w in writes]
-        if all(a is not None for a in appends):
-            plan = self._plan(connection, [a for a in appends if a is not None])
+        if plan is None:
+            plan = self._plan_appends(connection, writes)
+        if plan is not None:
             connection.execute("SAVEPOINT fast")
             try:
                 insert_rows(connection, _INSERT_APPENDS, "", plan.rows)
@@ -378,6 +377,11 @@ class SqliteStore:
                 return plan.outcomes, plan.next_index
         outcomes = [_apply(connection, write) for write in writes]
         return outcomes, None
+
+    def _plan_appends(self, connection: sqlite3.Connection, writes: list[_Write]) -> _Plan | None:
+        """The plan of a batch of appends only; None if the batch holds any other write."""
+        appends = [w.append for w in writes if w.append is not None]
+        return self._plan(connection, appends) if len(appends) == len(writes) else None
 
     def _plan(self, connection: sqlite3.Connection, appends: list[_Append]) -> _Plan:
         """Check that each append continues its session's log; the rows of those that do."""
