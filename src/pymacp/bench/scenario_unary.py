@@ -249,13 +249,17 @@ class Cost:
 def _costed(
     server: RuntimeProcess, sessions: tuple[str, ...], clients: int, duration_s: float
 ) -> tuple[CallStats, Cost]:
-    cpu_before, commits_before = process_cpu_seconds(server.pid), server.metric(STORAGE_COMMITS)
+    cpu, commits = process_cpu_seconds(server.pid), server.metric(STORAGE_COMMITS)
     stats = closed_loop(server.target, sessions, clients, duration_s)
-    cpu_after, commits_after = process_cpu_seconds(server.pid), server.metric(STORAGE_COMMITS)
-    cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
-    commits = None if commits_before is None or commits_after is None else commits_after - commits_before
+    spent = _growth(cpu, process_cpu_seconds(server.pid))
+    committed = _growth(commits, server.metric(STORAGE_COMMITS))
     # every worker's warm-up call is sent before the measured window but within the CPU one
-    return stats, Cost(stats.calls + stats.errors + clients, cpu, commits)
+    return stats, Cost(stats.calls + stats.errors + clients, spent, committed)
+
+
+def _growth(before: float | None, after: float | None) -> float | None:
+    """How much a counter grew between two readings; None if either could not be read."""
+    return None if before is None or after is None else after - before
 
 
 def _cpu_figure(costs: list[tuple[Cost, Cost]]) -> Figure:
