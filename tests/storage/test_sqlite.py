@@ -21,7 +21,7 @@ import pytest
 from storage_entries import T0, assert_same, history, session_id
 
 from pymacp.kernel import EntryKind, HistoryEntry
-from pymacp.storage import POLICIES, SqliteStore, StorageError
+from pymacp.storage import POLICIES, SqliteStore, StorageError, sqlite_statements
 from pymacp.storage import sqlite as sqlite_store
 from pymacp.storage.codec import to_row
 from pymacp.storage.sqlite_schema import SCHEMA_VERSION
@@ -437,7 +437,7 @@ def test_an_append_whose_event_loop_is_gone_is_written_anyway(tmp_path: Path) ->
 
 
 def test_sessions_pages_through_many_sessions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sqlite_store, "SESSION_PAGE", 3)
+    monkeypatch.setattr(sqlite_statements, "SESSION_PAGE", 3)
     expected = {session_id(n): history(session_id(n), 2) for n in range(10)}
 
     async def scenario(store: SqliteStore) -> None:

@@ -75,3 +75,10 @@ class _StoreCollector(Collector):
         yield CounterMetricFamily(
             "macp_storage_entries", "History entries appended", value=self._store.appended_entries
         )
+        inline = getattr(self._store, "inline_commits", None)
+        if inline is not None:
+            yield CounterMetricFamily(
+                "macp_storage_inline_commits",
+                "Of the storage transactions, those committed on the event loop's thread",
+                value=inline,
+            )

@@ -8,7 +8,9 @@ that is queued, writes it all in ONE transaction (one WAL fsync for the whole ba
 ``synchronous=FULL``), then resolves every caller's future on its event loop. While one
 batch is being synced the next one queues up, so the number of fsyncs per second stays
 flat as load grows instead of the latency. This is the fix for the reference runtime's
-one-lock-across-fsync design.
+one-lock-across-fsync design. The one exception: a lone write on an otherwise idle event
+loop, with the writer idle too, is committed on the loop's own thread, which saves two
+thread wake-ups (:mod:`.handoff`); a lock keeps the connection to one thread at a time.
 
 A batch of appends (the hot path) is checked against an in-memory index of each
 session's next log position and committed as a single INSERT in autocommit mode, which
@@ -34,11 +36,11 @@ The tables, and how older files are migrated: :mod:`.sqlite_schema`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,17 +49,17 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..kernel import HistoryEntry
+from . import sqlite_statements as statements
 from .base import StorageError
 from .checkpoint import Checkpointer
-from .codec import Row, check_append, check_limit, continuation_error, from_row, to_row
+from .codec import Row, check_append, check_limit, continuation_error, to_row
+from .handoff import INLINE_COMMIT_LIMIT_S, CommitPace, copy_error, loop_is_idle, resolve, settle
 from .sqlbatch import ROWS_PER_STATEMENT, insert_rows
 from .sqlite_schema import APPEND_COLUMNS, ENTRY_COLUMNS, prepare
 
 SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 BUSY_TIMEOUT_S = 5.0  # how long a statement waits for a lock another process holds
 READERS = 4  # read connections, each used by one thread at a time
-SESSION_PAGE = 256  # session ids fetched per query while iterating sessions()
-SUMMARY_PAGE = 4096  # summaries fetched per query while iterating summaries()
 
 _NO_ENTRY = (None,) * len(Row._fields)  # the entry columns of an append that only updates a summary
 # Streamable entries after an ordinal, in log order (ordinals grow with idx). The entry with
@@ -99,7 +101,9 @@ class _Plan:
 
 
 class SqliteStore:
-    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+    def __init__(
+        self, path: Path, *, synchronous: str = "FULL", inline_commit_limit_s: float = INLINE_COMMIT_LIMIT_S
+    ) -> None:
         if synchronous.upper() not in SYNCHRONOUS_MODES:
             raise ValueError(f"synchronous must be one of {sorted(SYNCHRONOUS_MODES)}, got {synchronous!r}")
         self._path = Path(path)
@@ -115,6 +119,10 @@ class SqliteStore:
         self._broken: StorageError | None = None
         self._writer: sqlite3.Connection | None = None
         self._writer_thread: threading.Thread | None = None
+        self._connection_lock = threading.Lock()  # the write connection, one thread at a time
+        self._queued = 0  # write groups handed to the writer thread and not yet settled
+        self._pace = CommitPace(inline_commit_limit_s)
+        self._inline_commits = 0
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._reader_pool: ThreadPoolExecutor | None = None
         self.checkpointer = Checkpointer(self._path)
@@ -130,6 +138,11 @@ class SqliteStore:
     def commits(self) -> int:
         """Write transactions committed so far (one fsync each under synchronous=FULL)."""
         return self._commits
+
+    @property
+    def inline_commits(self) -> int:
+        """Of :attr:`commits`, those made on the event loop's thread (see :mod:`.handoff`)."""
+        return self._inline_commits
 
     @property
     def appended_entries(self) -> int:
@@ -173,7 +186,8 @@ class SqliteStore:
         self._writer_thread.join()
         self.checkpointer.stop()
         self._reader_pool.shutdown(wait=True)
-        self._writer.close()
+        with self._connection_lock:  # an inline commit of another loop may still be running
+            self._writer.close()
         while not self._readers.empty():
             self._readers.get().close()
 
@@ -221,22 +235,24 @@ class SqliteStore:
             check_append(session_id, entries)
         rows = [to_row(entry) for entry in entries]
         await self._submit(
-            partial(_insert, session_id, rows, summary), len(rows), _Append(session_id, rows, summary)
+            partial(statements.insert, session_id, rows, summary),
+            len(rows),
+            _Append(session_id, rows, summary),
         )
 
     async def delete_session(self, session_id: str) -> None:
-        await self._submit(partial(_delete_session, session_id))
+        await self._submit(partial(statements.delete_session, session_id))
 
     async def put_document(self, registry: str, key: str, document: str) -> None:
         sql = (
             "INSERT INTO documents (registry, key, document) VALUES (?, ?, ?) "
             "ON CONFLICT (registry, key) DO UPDATE SET document = excluded.document"
         )
-        await self._submit(partial(_execute, sql, (registry, key, document)))
+        await self._submit(partial(statements.execute, sql, (registry, key, document)))
 
     async def delete_document(self, registry: str, key: str) -> None:
         sql = "DELETE FROM documents WHERE registry = ? AND key = ?"
-        await self._submit(partial(_execute, sql, (registry, key)))
+        await self._submit(partial(statements.execute, sql, (registry, key)))
 
     async def _submit(
         self, apply: Callable[[sqlite3.Connection], None], entries: int = 0, append: _Append | None = None
@@ -246,19 +262,58 @@ class SqliteStore:
         with self._lock:
             self._check_open()
             if self._broken is not None:
-                raise _copy(self._broken)
+                raise copy_error(self._broken)
             if not self._handover:
                 loop.call_soon(self._hand_over)
             self._handover.append(_Write(apply, loop, future, entries, append))
         await future
 
     def _hand_over(self) -> None:
+        """At the end of the loop iteration that submitted writes: commit inline or queue them."""
         with self._lock:
-            self._hand_over_locked()
+            writes = self._handover
+            inline = (
+                len(writes) == 1
+                and self._queued == 0
+                and self._pace.quick
+                and loop_is_idle(writes[0].loop)
+                and self._connection_lock.acquire(blocking=False)
+            )
+            if not inline:
+                self._hand_over_locked()
+                return
+            self._handover = []
+        (write,) = writes
+        outcome = self._commit_inline(write)
+        if isinstance(outcome, _NotStarted):  # another process holds the lock: the writer waits for it
+            with self._lock:
+                if not self._closed:
+                    self._handover.append(write)
+                    self._hand_over_locked()
+                    return
+        resolve([(write.future, None if outcome is None else copy_error(outcome))])
+
+    def _commit_inline(self, write: _Write) -> StorageError | None:
+        """Commit one write on the event loop's thread; the caller holds the connection lock."""
+        connection = self._writer
+        assert connection is not None
+        committed = self._commits
+        try:
+            connection.execute("PRAGMA busy_timeout = 0")  # never make the event loop wait for a lock
+            (outcome,) = self._timed_commit(connection, [write])
+            connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        except sqlite3.Error as exc:  # the pragmas touch no file; a failure means a broken connection
+            self._broken = StorageError(f"the store at {self._path} failed and stopped writing: {exc}")
+            outcome = self._broken
+        finally:
+            self._inline_commits += self._commits - committed
+            self._connection_lock.release()
+        return outcome
 
     def _hand_over_locked(self) -> None:
         if self._handover:
             self._queue.put(self._handover)
+            self._queued += 1
             self._handover = []
 
     def _write_loop(self, connection: sqlite3.Connection) -> None:
@@ -271,15 +326,27 @@ class SqliteStore:
                 except queue.Empty:
                     break
             stopping = batch[-1] is None  # close() enqueues the stop marker last of all
-            writes = [write for group in batch if group is not None for write in group]
-            if not writes:
-                continue
-            try:
-                outcomes = self._commit(connection, writes)
-            except Exception as exc:  # a failed rollback: never leave a caller waiting
-                self._broken = StorageError(f"the store at {self._path} failed and stopped writing: {exc}")
-                outcomes = [self._broken] * len(writes)
-            _settle(writes, outcomes)
+            groups = [group for group in batch if group is not None]
+            writes = [write for group in groups for write in group]
+            if writes:
+                with self._connection_lock:
+                    outcomes = self._timed_commit(connection, writes)
+                settle(((w.loop, w.future) for w in writes), outcomes)
+            with self._lock:
+                self._queued -= len(groups)
+
+    def _timed_commit(
+        self, connection: sqlite3.Connection, writes: list[_Write]
+    ) -> list[StorageError | None]:
+        """Commit under the connection lock, timing it for :class:`.handoff.CommitPace`."""
+        began = time.perf_counter()
+        try:
+            outcomes = self._commit(connection, writes)
+        except Exception as exc:  # a failed rollback: never leave a caller waiting
+            self._broken = StorageError(f"the store at {self._path} failed and stopped writing: {exc}")
+            outcomes = [self._broken] * len(writes)
+        self._pace.record(time.perf_counter() - began)
+        return outcomes
 
     def _commit(self, connection: sqlite3.Connection, writes: list[_Write]) -> list[StorageError | None]:
         """Write a batch durably; returns each caller's outcome.
@@ -418,13 +485,13 @@ class SqliteStore:
         check_limit(limit)
         sql = f"SELECT {ENTRY_COLUMNS} FROM entries WHERE session_id = ? AND idx >= ? ORDER BY idx LIMIT ?"
         params = (session_id, start_index, -1 if limit is None else limit)
-        return await self._read(partial(_select_entries, sql, session_id, params))
+        return await self._read(partial(statements.select_entries, sql, session_id, params))
 
     async def read_streamable(self, session_id: str, after_ordinal: int, limit: int) -> list[HistoryEntry]:
         check_limit(limit)
         sql = f"SELECT {ENTRY_COLUMNS} FROM entries WHERE {_AFTER_ORDINAL} ORDER BY idx LIMIT ?"
         params = (session_id, after_ordinal, after_ordinal, limit)
-        return await self._read(partial(_select_entries, sql, session_id, params))
+        return await self._read(partial(statements.select_entries, sql, session_id, params))
 
     async def read_stream_bytes(
         self, session_id: str, after_ordinal: int, limit: int
@@ -432,35 +499,35 @@ class SqliteStore:
         check_limit(limit)
         sql = f"SELECT ordinal, envelope FROM entries WHERE {_AFTER_ORDINAL} ORDER BY idx LIMIT ?"
         params = (session_id, after_ordinal, after_ordinal, limit)
-        return await self._read(partial(_select_frames, sql, params))
+        return await self._read(partial(statements.select_frames, sql, params))
 
     async def sessions(self) -> AsyncIterator[tuple[str, list[HistoryEntry]]]:
         after = ""
         while True:
-            page = await self._read(partial(_session_ids, after))
+            page = await self._read(partial(statements.session_ids, after))
             for session_id in page:
                 history = await self.read(session_id)
                 if history:  # deleted while the caller was busy with an earlier session
                     yield session_id, history
-            if len(page) < SESSION_PAGE:
+            if len(page) < statements.SESSION_PAGE:
                 return
             after = page[-1]
 
     async def documents(self, registry: str) -> Mapping[str, str]:
-        return await self._read(partial(_select_documents, registry))
+        return await self._read(partial(statements.select_documents, registry))
 
     async def summaries(self) -> AsyncIterator[tuple[str, str]]:
         after = ""
         while True:
-            page = await self._read(partial(_summary_page, after))
+            page = await self._read(partial(statements.summary_page, after))
             for item in page:
                 yield item
-            if len(page) < SUMMARY_PAGE:
+            if len(page) < statements.SUMMARY_PAGE:
                 return
             after = page[-1][0]
 
     async def unsummarized(self) -> list[str]:
-        return await self._read(_unsummarized)
+        return await self._read(statements.unsummarized)
 
     async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
         self._check_open()
@@ -477,7 +544,7 @@ class SqliteStore:
             self._readers.put(connection)
 
 
-# -- statements, run on the writer or a reader thread ------------------------------------------
+# -- running one write on the writer's connection ------------------------------------------------
 
 
 def _apply(connection: sqlite3.Connection, write: _Write) -> StorageError | None:
@@ -497,106 +564,15 @@ def _apply(connection: sqlite3.Connection, write: _Write) -> StorageError | None
     return None
 
 
-def _insert(session_id: str, rows: list[Row], summary: str | None, connection: sqlite3.Connection) -> None:
-    if summary is not None:
-        connection.execute(
-            "INSERT INTO summaries (session_id, summary) VALUES (?, ?) "
-            "ON CONFLICT (session_id) DO UPDATE SET summary = excluded.summary",
-            (session_id, summary),
-        )
-    if not rows:
-        return
-    last = connection.execute(
-        "SELECT idx FROM entries WHERE session_id = ? ORDER BY idx DESC LIMIT 1", (session_id,)
-    ).fetchone()
-    stored = 0 if last is None else last[0] + 1
-    if rows[0].idx != stored:
-        raise continuation_error(session_id, stored, rows[0].idx)
-    connection.executemany(
-        f"INSERT INTO entries (session_id, {ENTRY_COLUMNS}) VALUES (?{', ?' * len(Row._fields)})",
-        [(session_id, *row) for row in rows],
-    )
-
-
-def _execute(sql: str, params: tuple[str, ...], connection: sqlite3.Connection) -> None:
-    connection.execute(sql, params)
-
-
-def _delete_session(session_id: str, connection: sqlite3.Connection) -> None:
-    connection.execute("DELETE FROM entries WHERE session_id = ?", (session_id,))
-    connection.execute("DELETE FROM summaries WHERE session_id = ?", (session_id,))
-
-
-def _summary_page(after: str, connection: sqlite3.Connection) -> list[tuple[str, str]]:
-    sql = "SELECT session_id, summary FROM summaries WHERE session_id > ? ORDER BY session_id LIMIT ?"
-    return [(sid, text) for sid, text in connection.execute(sql, (after, SUMMARY_PAGE))]
-
-
-def _unsummarized(connection: sqlite3.Connection) -> list[str]:
-    sql = (
-        "SELECT session_id FROM entries INDEXED BY entries_sessions WHERE idx = 0 "
-        "AND session_id NOT IN (SELECT session_id FROM summaries) ORDER BY session_id"
-    )
-    return [sid for (sid,) in connection.execute(sql)]
-
-
-def _select_entries(
-    sql: str, session_id: str, params: tuple[object, ...], connection: sqlite3.Connection
-) -> list[HistoryEntry]:
-    return [from_row(session_id, row) for row in connection.execute(sql, params)]
-
-
-def _select_frames(
-    sql: str, params: tuple[object, ...], connection: sqlite3.Connection
-) -> list[tuple[int, bytes]]:
-    return connection.execute(sql, params).fetchall()
-
-
-def _session_ids(after: str, connection: sqlite3.Connection) -> list[str]:
-    sql = (
-        "SELECT session_id FROM entries INDEXED BY entries_sessions "
-        "WHERE idx = 0 AND session_id > ? ORDER BY session_id LIMIT ?"
-    )
-    return [session_id for (session_id,) in connection.execute(sql, (after, SESSION_PAGE))]
-
-
-def _select_documents(registry: str, connection: sqlite3.Connection) -> dict[str, str]:
-    sql = "SELECT key, document FROM documents WHERE registry = ? ORDER BY key"
-    return dict(connection.execute(sql, (registry,)))
-
-
 # -- helpers ------------------------------------------------------------------------------
 
 
-def _settle(writes: list[_Write], outcomes: Sequence[StorageError | None]) -> None:
-    """Resolve every caller's future on its own loop, with one wake-up per loop."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], StorageError | None]]] = {}
-    for write, outcome in zip(writes, outcomes, strict=True):
-        by_loop.setdefault(write.loop, []).append((write.future, None if outcome is None else _copy(outcome)))
-    for loop, settled in by_loop.items():
-        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody is waiting any more
-            loop.call_soon_threadsafe(_resolve, settled)
-
-
-def _resolve(settled: list[tuple[asyncio.Future[None], StorageError | None]]) -> None:
-    for future, error in settled:
-        if future.done():  # the caller was cancelled; the write happened regardless
-            continue
-        if error is None:
-            future.set_result(None)
-        else:
-            future.set_exception(error)
+class _NotStarted(StorageError):
+    """The write transaction could not start (usually: another process holds the lock)."""
 
 
 def _not_started(path: Path, exc: sqlite3.Error) -> StorageError:
-    return StorageError(f"cannot start a write transaction on {path}: {exc}; nothing was written")
-
-
-def _copy(error: StorageError) -> StorageError:
-    """A fresh exception per caller, so concurrent tracebacks do not share one object."""
-    copy = StorageError(*error.args)
-    copy.__cause__ = error.__cause__
-    return copy
+    return _NotStarted(f"cannot start a write transaction on {path}: {exc}; nothing was written")
 
 
 def _make_directories(directory: Path) -> list[Path]:
