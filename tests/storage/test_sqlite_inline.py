@@ -3,7 +3,7 @@
 Which path a write took is observed through ``inline_commits`` (a subset of ``commits``).
 The shortcut needs a measured commit pace below the store's limit; tests that want it pass
 a generous ``inline_commit_limit_s`` so a slow CI disk cannot change the outcome, and tests
-that rule it out keep the default or pass 0.
+that rule it out through the pace pass a limit no commit meets.
 """
 
 from __future__ import annotations

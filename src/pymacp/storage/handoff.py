@@ -8,10 +8,13 @@ one client sends one envelope at a time the two of them are a large part of its 
 So a write may be committed on the event-loop thread instead — *inline* — when the loop
 would otherwise sit idle until it is done: it is the only write of its loop iteration,
 nothing else is ready to run on the loop, the writer thread has nothing queued or in
-progress, and recent commits have been quick (:class:`CommitPace`), so the loop is held for
-no longer than the caller would have waited anyway. Under concurrent load the loop always
-has other work, writes arrive together, and everything goes through the writer thread,
-where group commit packs them into shared transactions.
+progress, and recent commits have been quick (:class:`CommitPace`). The loop is then held
+for about as long as the caller would have waited anyway; whatever arrives meanwhile waits
+for that one quick commit. An unusually slow commit (SQLite's own bounded checkpoint, a
+disk stall) lifts the running average above the limit, and the next commits take the
+writer thread until it has come down again. Under concurrent load the loop always has other
+work, writes arrive together, and everything goes through the writer thread, where group
+commit packs them into shared transactions.
 """
 
 from __future__ import annotations
