@@ -118,8 +118,8 @@ def test_counters_count_what_the_clients_did(stub: Stub, metrics_port: int) -> N
     assert delta("macp_messages_rejected_total", mode=DECISION, code="FORBIDDEN") == 2
     assert delta("macp_sessions_resolved_total", mode=TASK) == 0
     assert after.value("macp_sessions_loaded") >= 3
-    # Every acceptance (7) and the cancel reached the disk; one client sending one at a time
-    # leaves group commit nothing to share, and inline commits are a subset of all commits.
+    # Every acceptance (7) and the cancel reached the disk, in at most one commit each (one
+    # client sends one at a time); inline commits are a subset of all commits.
     assert 1 <= delta("macp_storage_commits_total") <= 8
     assert delta("macp_storage_entries_total") >= 8
     assert 0 <= delta("macp_storage_inline_commits_total") <= delta("macp_storage_commits_total")
