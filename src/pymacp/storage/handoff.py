@@ -69,7 +69,7 @@ def settle(
     """From the writer thread: resolve every caller's future on its own loop, one wake-up per loop."""
     by_loop: dict[asyncio.AbstractEventLoop, Settled] = {}
     for (loop, future), outcome in zip(callers, outcomes, strict=True):
-        by_loop.setdefault(loop, []).append((future, None if outcome is None else copy_error(outcome)))
+        by_loop.setdefault(loop, []).append((future, own_copy(outcome)))
     for loop, settled in by_loop.items():
         with contextlib.suppress(RuntimeError):  # that loop is closed: nobody is waiting any more
             loop.call_soon_threadsafe(resolve, settled)
@@ -84,6 +84,11 @@ def resolve(settled: Settled) -> None:
             future.set_result(None)
         else:
             future.set_exception(error)
+
+
+def own_copy(outcome: StorageError | None) -> StorageError | None:
+    """A caller's own outcome: None for success, else its own copy of the error."""
+    return None if outcome is None else copy_error(outcome)
 
 
 def copy_error(error: StorageError) -> StorageError:

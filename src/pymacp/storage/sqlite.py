@@ -53,7 +53,7 @@ from . import sqlite_statements as statements
 from .base import StorageError
 from .checkpoint import Checkpointer
 from .codec import Row, check_append, check_limit, continuation_error, to_row
-from .handoff import INLINE_COMMIT_LIMIT_S, CommitPace, copy_error, loop_is_idle, resolve, settle
+from .handoff import INLINE_COMMIT_LIMIT_S, CommitPace, copy_error, loop_is_idle, own_copy, resolve, settle
 from .sqlbatch import ROWS_PER_STATEMENT, insert_rows
 from .sqlite_schema import APPEND_COLUMNS, ENTRY_COLUMNS, prepare
 
@@ -66,6 +66,8 @@ _NO_ENTRY = (None,) * len(Row._fields)  # the entry columns of an append that on
 # ordinal n + 1 has idx >= n, so the scan starts there on entries_by_session (.sqlite_schema).
 _AFTER_ORDINAL = "session_id = ? AND idx >= ? AND ordinal > ?"
 _INSERT_APPENDS = f"INSERT INTO appends ({APPEND_COLUMNS})"
+_NO_BUSY_WAIT = "PRAGMA busy_timeout = 0"
+_BUSY_WAIT = f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}"  # as _connect sets it
 
 T = TypeVar("T")
 
@@ -291,7 +293,7 @@ class SqliteStore:
                     self._handover.append(write)
                     self._hand_over_locked()
                     return
-        resolve([(write.future, None if outcome is None else copy_error(outcome))])
+        resolve([(write.future, own_copy(outcome))])
 
     def _commit_inline(self, write: _Write) -> StorageError | None:
         """Commit one write on the event loop's thread; the caller holds the connection lock."""
@@ -299,12 +301,11 @@ class SqliteStore:
         assert connection is not None
         committed = self._commits
         try:
-            connection.execute("PRAGMA busy_timeout = 0")  # never make the event loop wait for a lock
+            connection.execute(_NO_BUSY_WAIT)  # never make the event loop wait for a lock
             (outcome,) = self._timed_commit(connection, [write])
-            connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            connection.execute(_BUSY_WAIT)
         except sqlite3.Error as exc:  # the pragmas touch no file; a failure means a broken connection
-            self._broken = StorageError(f"the store at {self._path} failed and stopped writing: {exc}")
-            outcome = self._broken
+            outcome = self._stop_writing(exc)
         finally:
             self._inline_commits += self._commits - committed
             self._connection_lock.release()
@@ -338,15 +339,19 @@ class SqliteStore:
     def _timed_commit(
         self, connection: sqlite3.Connection, writes: list[_Write]
     ) -> list[StorageError | None]:
-        """Commit under the connection lock, timing it for :class:`.handoff.CommitPace`."""
+        """Commit a batch, timed for :class:`.handoff.CommitPace`; the caller holds the connection lock."""
         began = time.perf_counter()
         try:
             outcomes = self._commit(connection, writes)
         except Exception as exc:  # a failed rollback: never leave a caller waiting
-            self._broken = StorageError(f"the store at {self._path} failed and stopped writing: {exc}")
-            outcomes = [self._broken] * len(writes)
+            outcomes = [self._stop_writing(exc)] * len(writes)
         self._pace.record(time.perf_counter() - began)
         return outcomes
+
+    def _stop_writing(self, exc: Exception) -> StorageError:
+        """Mark the store broken after an unexpected failure; the error every later write gets."""
+        self._broken = StorageError(f"the store at {self._path} failed and stopped writing: {exc}")
+        return self._broken
 
     def _commit(self, connection: sqlite3.Connection, writes: list[_Write]) -> list[StorageError | None]:
         """Write a batch durably; returns each caller's outcome.
