@@ -14,13 +14,14 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from pymacp.bench.load import CallStats, spread
-from pymacp.bench.machine import CpuClock, process_cpu_seconds
+from pymacp.bench.machine import CpuClock, cpu_wait_seconds, process_cpu_seconds
 from pymacp.bench.report import Figure, compared, median_pair, percentile, table
 from pymacp.bench.runner import FULL, QUICK, select
 
@@ -129,6 +130,15 @@ def test_durability_reports_what_each_server_spent_per_send(quick_run: dict[str,
     assert _is_number(cpu["value"]) and _is_number(cpu["baseline"]), cpu
     assert cpu["value"] > 0 and cpu["baseline"] > 0
     assert "envelopes per commit" in cpu["note"], cpu  # only the SQLite runtime commits
+
+
+def test_latency_reports_how_long_each_event_loop_waited_for_a_cpu(quick_run: dict[str, object]) -> None:
+    figures = quick_run["figures"]
+    assert isinstance(figures, list)
+    (wait,) = [f for f in figures if f["scenario"] == "latency" and f["unit"] == "%"]
+    assert _is_number(wait["value"]) and _is_number(wait["baseline"]), wait  # Linux counts it
+    assert 0 <= wait["value"] <= 100 and 0 <= wait["baseline"] <= 100, wait
+    assert "runtime / no-op" in wait["note"], wait
 
 
 def test_unknown_scenarios_are_refused_with_the_list() -> None:
@@ -258,3 +268,28 @@ def test_process_cpu_seconds_counts_this_process_working() -> None:
     after = process_cpu_seconds(os.getpid())
     assert after is not None and after - before >= 0.1
     assert process_cpu_seconds(2**22 + 1) is None  # above pid_max: no such process
+
+
+def test_cpu_wait_seconds_counts_time_ready_but_without_a_cpu() -> None:
+    """Two busy processes on one CPU: each waits while the other runs."""
+    me = threading.get_native_id()
+    before = cpu_wait_seconds(os.getpid(), me)
+    if before is None:
+        pytest.skip("this kernel keeps no per-thread scheduler statistics (/proc/<pid>/task/<tid>/schedstat)")
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})
+    try:  # the rival inherits the single CPU
+        rival = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        try:
+            deadline = time.thread_time() + 0.3
+            while time.thread_time() < deadline:  # ends only after we held the CPU that long
+                pass
+        finally:
+            rival.kill()
+            rival.wait()
+    finally:
+        os.sched_setaffinity(0, cpus)
+    after = cpu_wait_seconds(os.getpid(), me)
+    assert after is not None and after - before >= 0.1  # the rival ran for part of that time
+    assert cpu_wait_seconds(os.getpid()) is not None  # the main thread, by default
+    assert cpu_wait_seconds(2**22 + 1) is None  # above pid_max: no such process

@@ -10,6 +10,11 @@ is *steal*, counted in /proc/stat. A scenario measured while much CPU was stolen
 trustworthy (its runtime and baseline runs may have been slowed unequally), so each
 scenario records the share stolen while it ran (:class:`CpuClock`), and process CPU time
 (:func:`process_cpu_seconds`) lets a scenario report what the server spent per envelope.
+
+Two cores shared by a server and its load generator are also contended from inside the
+machine: a server thread that is ready to run may wait for a CPU while client processes
+hold both. The kernel counts that wait per thread (:func:`cpu_wait_seconds`, from
+``/proc/<pid>/task/<tid>/schedstat``): time that stretches every latency measured there.
 """
 
 from __future__ import annotations
@@ -63,6 +68,16 @@ def process_cpu_seconds(pid: int) -> float | None:
         return None
     fields = stat[stat.rindex(")") + 2 :].split()  # the command name may contain spaces
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_wait_seconds(pid: int, tid: int | None = None) -> float | None:
+    """Time thread ``tid`` of process ``pid`` (its main thread by default) has spent ready to
+    run but waiting for a CPU; None where the kernel does not report it (no schedstats)."""
+    try:
+        fields = Path(f"/proc/{pid}/task/{pid if tid is None else tid}/schedstat").read_text().split()
+        return int(fields[1]) / 1e9  # on-CPU ns, runqueue-wait ns, time slices (see proc(5))
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def fsync_seconds(directory: Path, samples: int) -> float:

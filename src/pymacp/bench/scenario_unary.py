@@ -12,8 +12,8 @@ import statistics
 from dataclasses import dataclass
 
 from .load import CallStats, closed_loop, paced, rounds, setup_sessions
-from .machine import process_cpu_seconds
-from .processes import BaselineProcess, BenchError, RuntimeProcess
+from .machine import cpu_wait_seconds, process_cpu_seconds
+from .processes import BaselineProcess, BenchError, RuntimeProcess, ServerProcess
 from .report import Figure, compared, counted, median_pair, percentile
 from .runner import Bench, Scale, Scenario
 from .workload import new_session_id
@@ -160,15 +160,18 @@ def latency(bench: Bench) -> list[Figure]:
     rig = bench.shared("unary", unary_rig)
     rate = 0.5 * max_rate(bench, rig)
     runs = []
+    waits: list[tuple[float | None, float | None]] = []
     for _ in range(bench.scale.repeats):
-        ours = paced(rig.runtime.target, rig.sessions, rate, bench.scale.measure_s)
-        theirs = paced(rig.baseline.target, rig.sessions, rate, bench.scale.measure_s)
+        ours, our_wait = _paced_waiting(rig.runtime, rig.sessions, rate, bench.scale.measure_s)
+        theirs, their_wait = _paced_waiting(rig.baseline, rig.sessions, rate, bench.scale.measure_s)
         p50, p99 = (percentile(ours.samples_s, q) * 1000 for q in (50, 99))
         b50, b99 = (percentile(theirs.samples_s, q) * 1000 for q in (50, 99))
         bench.log(
             f"  at {rate:,.0f}/s: runtime p50 {p50:.2f} / p99 {p99:.2f} ms, no-op {b50:.2f} / {b99:.2f} ms"
+            f"; event loop waiting for a CPU {_share(our_wait)} / {_share(their_wait)} of the time"
         )
         runs.append((ours, theirs, (p50, b50), (p99, b99)))
+        waits.append((our_wait, their_wait))
     p50, b50, spread50 = median_pair([run[2] for run in runs])
     p99, b99, spread99 = median_pair([run[3] for run in runs])
     fsync_ms = bench.fsync_s * 1000
@@ -195,7 +198,41 @@ def latency(bench: Bench) -> list[Figure]:
             met=p99 <= allowed,
             note=spread99,
         ),
+        _wait_figure(waits),
     ]
+
+
+def _paced_waiting(
+    server: ServerProcess, sessions: tuple[str, ...], rate: float, duration_s: float
+) -> tuple[CallStats, float | None]:
+    """A paced run, and the share of its measured time the server's event loop spent ready to
+    run but without a CPU (None where the kernel does not count it). The wait is read around
+    the whole run, client start-up included, when the server is idle and hardly waits."""
+    before = cpu_wait_seconds(server.pid)
+    stats = paced(server.target, sessions, rate, duration_s)
+    waited = _growth(before, cpu_wait_seconds(server.pid))
+    return stats, None if waited is None or stats.elapsed_s <= 0 else waited / stats.elapsed_s
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
+
+
+def _wait_figure(waits: list[tuple[float | None, float | None]]) -> Figure:
+    """How long each server's event loop was ready to run but without a CPU, on a machine
+    whose cores the load generator shares: context for the latencies, no target."""
+    figure = "event loop waiting for a CPU, share of the time (baseline: no-op server)"
+    ours = [wait for wait, _ in waits if wait is not None]
+    theirs = [wait for _, wait in waits if wait is not None]
+    if len(ours) < len(waits) or len(theirs) < len(waits):
+        return Figure("latency", figure, None, "%", note="n/a: this kernel does not count run-queue waits")
+    runs = ", ".join(f"{_share(our)} / {_share(their)}" for our, their in zip(ours, theirs, strict=True))
+    note = f"per run, runtime / no-op: {runs}"
+    if len(waits) > 1:
+        note = f"median of {len(waits)} runs; {note}"
+    return compared(
+        "latency", figure, statistics.median(ours) * 100, "%", statistics.median(theirs) * 100, note=note
+    )
 
 
 # -- 8 ------------------------------------------------------------------------------------------
