@@ -307,6 +307,27 @@ def test_everything_queued_behind_a_busy_writer_commits_in_one_transaction(tmp_p
     run(path, scenario)
 
 
+def test_writes_arriving_while_the_writer_waits_for_a_lock_join_its_batch(tmp_path: Path) -> None:
+    path = tmp_path / "macp.db"
+
+    async def scenario(store: SqliteStore) -> None:
+        raw = hold_write_lock(path)
+        first = asyncio.create_task(store.append(session_id(0), history(session_id(0), 3)))
+        await asyncio.sleep(0.05)  # the writer has taken the first append and is waiting
+        later = [
+            asyncio.create_task(store.append(session_id(n), history(session_id(n), 3))) for n in range(1, 9)
+        ]
+        await asyncio.sleep(0.05)
+        assert not first.done() and not any(task.done() for task in later)
+        release(raw)
+        await asyncio.gather(first, *later)
+        assert store.commits == 1  # one transaction, not the first alone and then the rest
+        for n in range(9):
+            assert await store.read(session_id(n)) == history(session_id(n), 3)
+
+    run(path, scenario)
+
+
 def test_one_callers_bad_append_does_not_fail_the_batch(tmp_path: Path) -> None:
     path = tmp_path / "macp.db"
     ok = [session_id(n) for n in range(5)]

@@ -23,6 +23,13 @@ transaction cannot start, nothing was written and every request of the batch fai
 store stays usable. If the commit itself fails, the outcome on disk is unknown, so the
 store refuses every later write (the log on disk stays the truth; restart to recover).
 
+The write connection never waits inside SQLite for a lock another process holds (its busy
+timeout is zero), so a commit on the event loop can never stall it. The writer thread does
+the waiting instead: a batch that could not start is retried after a short sleep, together
+with whatever has queued up meanwhile, for up to ``BUSY_TIMEOUT_S``; then it fails with
+nothing written. (Switching the timeout per commit would cost more than the commit: SQLite
+compiles a PRAGMA afresh each time it runs.)
+
 Reads run on a small pool of read-only connections on their own threads. WAL lets them
 read the last committed state while the writer is busy, so a read never waits for an
 fsync, and never blocks the event loop.
@@ -66,8 +73,8 @@ _NO_ENTRY = (None,) * len(Row._fields)  # the entry columns of an append that on
 # ordinal n + 1 has idx >= n, so the scan starts there on entries_by_session (.sqlite_schema).
 _AFTER_ORDINAL = "session_id = ? AND idx >= ? AND ordinal > ?"
 _INSERT_APPENDS = f"INSERT INTO appends ({APPEND_COLUMNS})"
-_NO_BUSY_WAIT = "PRAGMA busy_timeout = 0"
-_BUSY_WAIT = f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}"  # as _connect sets it
+_FIRST_RETRY_S = 0.001  # a batch refused for a lock is retried after this, then ever less often
+_LAST_RETRY_S = 0.05
 
 T = TypeVar("T")
 
@@ -203,6 +210,7 @@ class SqliteStore:
             writer = _connect(self._path)
             connections.append(writer)
             prepare(writer, self._synchronous, self._path)
+            writer.execute("PRAGMA busy_timeout = 0")  # the writer thread waits instead (above)
             for _ in range(READERS):
                 reader = _connect(self._path)
                 connections.append(reader)
@@ -301,11 +309,7 @@ class SqliteStore:
         assert connection is not None
         committed = self._commits
         try:
-            connection.execute(_NO_BUSY_WAIT)  # never make the event loop wait for a lock
             (outcome,) = self._timed_commit(connection, [write])
-            connection.execute(_BUSY_WAIT)
-        except sqlite3.Error as exc:  # the pragmas touch no file; a failure means a broken connection
-            outcome = self._stop_writing(exc)
         finally:
             self._inline_commits += self._commits - committed
             self._connection_lock.release()
@@ -320,21 +324,40 @@ class SqliteStore:
     def _write_loop(self, connection: sqlite3.Connection) -> None:
         stopping = False
         while not stopping:
-            batch = [self._queue.get()]
-            while True:  # drain whatever else is waiting: it all shares one transaction
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            stopping = batch[-1] is None  # close() enqueues the stop marker last of all
-            groups = [group for group in batch if group is not None]
+            groups, stopping = self._take([self._queue.get()])
             writes = [write for group in groups for write in group]
-            if writes:
+            deadline = time.monotonic() + BUSY_TIMEOUT_S
+            retry_s = _FIRST_RETRY_S
+            while writes:
                 with self._connection_lock:
                     outcomes = self._timed_commit(connection, writes)
-                settle(((w.loop, w.future) for w in writes), outcomes)
+                refused = outcomes[0]  # a batch that could not start fails whole, so its first says
+                if (
+                    not (isinstance(refused, _NotStarted) and refused.busy)
+                    or time.monotonic() + retry_s > deadline
+                ):
+                    settle(((w.loop, w.future) for w in writes), outcomes)
+                    break
+                # Another process holds the write lock. Nothing was written: wait, then try
+                # again with everything that has queued up meanwhile, in order, in one batch.
+                time.sleep(retry_s)
+                retry_s = min(2 * retry_s, _LAST_RETRY_S)
+                more, stop = self._take([])
+                groups += more
+                writes += [write for group in more for write in group]
+                stopping = stopping or stop
             with self._lock:
                 self._queued -= len(groups)
+
+    def _take(self, batch: list[list[_Write] | None]) -> tuple[list[list[_Write]], bool]:
+        """``batch`` and every write group waiting in the queue; and whether close() asked to stop."""
+        while True:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        stopping = bool(batch) and batch[-1] is None  # close() enqueues the stop marker last of all
+        return [group for group in batch if group is not None], stopping
 
     def _timed_commit(
         self, connection: sqlite3.Connection, writes: list[_Write]
@@ -364,7 +387,12 @@ class SqliteStore:
         """
         if self._broken is not None:
             return [self._broken] * len(writes)
-        plan = self._plan_appends(connection, writes)
+        try:
+            plan = self._plan_appends(connection, writes)
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+            return [_not_started(self._path, exc)] * len(writes)
         if plan is not None and len(plan.rows) <= ROWS_PER_STATEMENT:
             outcomes = self._commit_one_statement(connection, writes, plan)
             if outcomes is not None:
@@ -380,10 +408,9 @@ class SqliteStore:
             try:
                 insert_rows(connection, _INSERT_APPENDS, "", plan.rows)
             except sqlite3.Error as exc:
-                code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF  # the primary result code
-                if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                if _is_busy(exc):
                     return [_not_started(self._path, exc)] * len(writes)
-                if isinstance(exc, sqlite3.IntegrityError) or code == sqlite3.SQLITE_FULL:
+                if isinstance(exc, sqlite3.IntegrityError) or _primary_code(exc) == sqlite3.SQLITE_FULL:
                     self._next_index.clear()  # the statement was undone whole; look indexes up again
                     return None
                 return self._break(exc, writes)
@@ -575,9 +602,23 @@ def _apply(connection: sqlite3.Connection, write: _Write) -> StorageError | None
 class _NotStarted(StorageError):
     """The write transaction could not start (usually: another process holds the lock)."""
 
+    def __init__(self, message: str, *, busy: bool) -> None:
+        super().__init__(message)
+        self.busy = busy  # for a lock held elsewhere: worth waiting for
+
 
 def _not_started(path: Path, exc: sqlite3.Error) -> StorageError:
-    return _NotStarted(f"cannot start a write transaction on {path}: {exc}; nothing was written")
+    message = f"cannot start a write transaction on {path}: {exc}; nothing was written"
+    return _NotStarted(message, busy=_is_busy(exc))
+
+
+def _primary_code(exc: sqlite3.Error) -> int:
+    return (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` says another connection holds a lock this one needs."""
+    return _primary_code(exc) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def _make_directories(directory: Path) -> list[Path]:
