@@ -478,6 +478,8 @@ class Faults:
     commit: bool = False
     rollback_to: bool = False
     full_disk_for: str | None = None  # a session whose insert fails after writing its rows
+    begin: bool = False  # BEGIN IMMEDIATE fails with an I/O error, not for a lock
+    begins: int = 0  # BEGIN IMMEDIATE statements run so far
 
 
 def _disk_full() -> sqlite3.OperationalError:
@@ -497,6 +499,10 @@ def install_faults(monkeypatch: pytest.MonkeyPatch) -> Faults:
             one_statement = sql.startswith("INSERT INTO appends") and not self.in_transaction
             if faults.commit and (sql == "COMMIT" or one_statement):
                 raise sqlite3.OperationalError("disk I/O error (injected)")
+            if sql == "BEGIN IMMEDIATE":
+                faults.begins += 1
+                if faults.begin:
+                    raise sqlite3.OperationalError("disk I/O error (injected)")
             if faults.rollback_to and sql.startswith("ROLLBACK TO"):
                 raise sqlite3.OperationalError("cannot rollback (injected)")
             # A multi-row insert carries each row's session id among its parameters.
@@ -575,6 +581,26 @@ def test_a_locked_database_fails_the_batch_but_not_the_store(
         assert store.commits == 1
 
     run(path, scenario)
+
+
+def test_a_transaction_that_fails_to_start_for_no_lock_is_not_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    faults = install_faults(monkeypatch)
+
+    async def scenario(store: SqliteStore) -> None:
+        begun = faults.begins  # opening the store ran one too
+        faults.begin = True
+        with pytest.raises(
+            StorageError, match=r"cannot start a write transaction.*I/O error.*nothing was written"
+        ):
+            await store.put_document(POLICIES, "p", "{}")  # not an append: takes BEGIN IMMEDIATE
+        assert faults.begins == begun + 1  # only a lock held elsewhere is worth waiting for
+        faults.begin = False
+        await store.put_document(POLICIES, "p", "{}")  # the store stays usable
+        assert await store.documents(POLICIES) == {"p": "{}"}
+
+    run(tmp_path / "macp.db", scenario)
 
 
 def test_a_failed_commit_stops_all_later_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
