@@ -43,7 +43,6 @@ The tables, and how older files are migrated: :mod:`.sqlite_schema`.
 from __future__ import annotations
 
 import asyncio
-import os
 import queue
 import sqlite3
 import threading
@@ -56,6 +55,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..kernel import HistoryEntry
+from . import files
 from . import sqlite_statements as statements
 from .base import StorageError
 from .checkpoint import Checkpointer
@@ -204,9 +204,16 @@ class SqliteStore:
         directory = self._path.parent
         connections: list[sqlite3.Connection] = []
         try:
-            changed = _make_directories(directory)
+            changed = files.make_directories(directory)
             if not self._path.exists():
                 changed.append(directory)
+            if not files.has_pages(self._path):  # create the tables before laying out the log
+                first = _connect(self._path)
+                try:
+                    prepare(first, self._synchronous, self._path)
+                finally:
+                    first.close()
+            files.preallocate_log(self._path)  # before any connection has the log open
             writer = _connect(self._path)
             connections.append(writer)
             prepare(writer, self._synchronous, self._path)
@@ -216,7 +223,7 @@ class SqliteStore:
                 connections.append(reader)
                 reader.execute("PRAGMA query_only = ON")
             for changed_directory in changed:  # make the new directory entries themselves durable
-                _fsync_directory(changed_directory)
+                files.sync_directory(changed_directory)
         except BaseException as exc:
             for connection in connections:
                 connection.close()
@@ -619,22 +626,3 @@ def _primary_code(exc: sqlite3.Error) -> int:
 def _is_busy(exc: sqlite3.Error) -> bool:
     """Whether ``exc`` says another connection holds a lock this one needs."""
     return _primary_code(exc) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-
-
-def _make_directories(directory: Path) -> list[Path]:
-    """Create ``directory`` if needed; return the directories whose entries changed."""
-    missing: list[Path] = []
-    current = directory
-    while not current.exists() and current != current.parent:
-        missing.append(current)
-        current = current.parent
-    directory.mkdir(parents=True, exist_ok=True)
-    return [path.parent for path in missing]
-
-
-def _fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
