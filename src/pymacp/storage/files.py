@@ -51,7 +51,7 @@ def preallocate_log(database: Path, size: int = SIZE_BYTES) -> bool:
     target = log_path(database)
     if target.exists():
         return False
-    scratch = database.with_name(database.name + "-wal.pymacp-new")
+    scratch = target.with_name(target.name + ".pymacp-new")
     try:
         stats = os.statvfs(database.parent)
         if stats.f_bavail * stats.f_frsize < _SPARE_FACTOR * size:

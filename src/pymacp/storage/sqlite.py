@@ -498,10 +498,7 @@ class SqliteStore:
             if expected is None:
                 expected = self._next_index.get(sid)
             if expected is None:
-                last = connection.execute(
-                    "SELECT idx FROM entries WHERE session_id = ? ORDER BY idx DESC LIMIT 1", (sid,)
-                ).fetchone()
-                expected = 0 if last is None else last[0] + 1
+                expected = statements.next_index(sid, connection)
             if append.rows and append.rows[0].idx != expected:
                 plan.outcomes.append(continuation_error(sid, expected, append.rows[0].idx))
                 plan.next_index.setdefault(sid, expected)

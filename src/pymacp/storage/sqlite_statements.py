@@ -26,16 +26,21 @@ def insert(session_id: str, rows: list[Row], summary: str | None, connection: sq
         )
     if not rows:
         return
-    last = connection.execute(
-        "SELECT idx FROM entries WHERE session_id = ? ORDER BY idx DESC LIMIT 1", (session_id,)
-    ).fetchone()
-    stored = 0 if last is None else last[0] + 1
+    stored = next_index(session_id, connection)
     if rows[0].idx != stored:
         raise continuation_error(session_id, stored, rows[0].idx)
     connection.executemany(
         f"INSERT INTO entries (session_id, {ENTRY_COLUMNS}) VALUES (?{', ?' * len(Row._fields)})",
         [(session_id, *row) for row in rows],
     )
+
+
+def next_index(session_id: str, connection: sqlite3.Connection) -> int:
+    """The index the next entry of ``session_id`` must have: its stored length."""
+    last = connection.execute(
+        "SELECT idx FROM entries WHERE session_id = ? ORDER BY idx DESC LIMIT 1", (session_id,)
+    ).fetchone()
+    return 0 if last is None else int(last[0]) + 1
 
 
 def execute(sql: str, params: tuple[str, ...], connection: sqlite3.Connection) -> None:
