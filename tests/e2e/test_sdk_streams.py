@@ -4,13 +4,15 @@ echo to every bound stream, inline errors, and who may subscribe."""
 from __future__ import annotations
 
 import json
+import queue
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 from macp.modes.decision.v1 import decision_pb2
-from macp.v1 import core_pb2, envelope_pb2
+from macp.v1 import core_pb2, core_pb2_grpc, envelope_pb2
 from macp_sdk import (
     MODE_MULTI_ROUND,
     AuthConfig,
@@ -24,7 +26,7 @@ from macp_sdk import (
     serialize_message,
 )
 
-from e2e_support import E2E_ENV, READ_TIMEOUT, Connections, StreamProbe, dev, ids, types
+from e2e_support import E2E_ENV, READ_TIMEOUT, Connections, StreamProbe, dev, ids, make_client, types
 from runtime_process import RuntimeProcess, running_runtime
 
 DECISION = "macp.mode.decision.v1"
@@ -39,8 +41,8 @@ def decision_with_proposal(client: MacpClient) -> tuple[DecisionSession, list[st
     return s, sent
 
 
-def proposal_envelope(sid: str, sender: str, proposal_id: str) -> envelope_pb2.Envelope:
-    payload = decision_pb2.ProposalPayload(proposal_id=proposal_id, option=f"option {proposal_id}")
+def proposal_envelope(sid: str, sender: str, proposal_id: str, option: str = "") -> envelope_pb2.Envelope:
+    payload = decision_pb2.ProposalPayload(proposal_id=proposal_id, option=option or f"option {proposal_id}")
     return build_envelope(
         mode=DECISION,
         message_type="Proposal",
@@ -265,6 +267,63 @@ def test_half_close_ends_the_stream(client: MacpClient, connect: Connections) ->
     alice.stream.close()
 
     assert alice.stream.read(timeout=READ_TIMEOUT) is None
+
+
+# ------------------------------------------------------------------- a subscriber that falls behind
+
+LAG_CAPACITY = 4
+
+
+@pytest.fixture(scope="module")
+def small_buffer_runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeProcess]:
+    data_dir: Path = tmp_path_factory.mktemp("e2e-lag") / "data"
+    with running_runtime(
+        data_dir, env={**E2E_ENV, "MACP_STREAM_QUEUE_CAPACITY": str(LAG_CAPACITY)}
+    ) as process:
+        yield process
+
+
+def test_a_subscriber_that_stops_reading_is_cut_off_with_stream_lagged_and_the_writer_never_waits(
+    small_buffer_runtime: RuntimeProcess,
+) -> None:
+    with (
+        make_client(small_buffer_runtime.target, "lead") as c,
+        grpc.insecure_channel(small_buffer_runtime.target) as channel,
+    ):
+        s, _ = decision_with_proposal(c)
+        requests: queue.SimpleQueue[core_pb2.StreamSessionRequest | None] = queue.SimpleQueue()
+        requests.put(core_pb2.StreamSessionRequest(subscribe_session_id=s.session_id))
+        call = core_pb2_grpc.MACPRuntimeServiceStub(channel).StreamSession(
+            iter(requests.get, None), metadata=dev("alice").metadata()
+        )
+        try:
+            assert [next(call).envelope.message_type for _ in range(2)] == ["SessionStart", "Proposal"]
+            # Alice stops reading. Once the transport's flow-control windows are full, more
+            # than LAG_CAPACITY envelopes wait for her, and the runtime cuts her off.
+            big = "x" * 32_768
+            sent: list[str] = []
+            for i in range(400):  # 13 MB: far more than the windows hold
+                envelope = proposal_envelope(s.session_id, "lead", f"q{i}", big)
+                assert c.send(envelope, auth=dev("lead")).ok
+                sent.append(envelope.message_id)
+            received = 0
+            with pytest.raises(grpc.RpcError) as ended:
+                for response in call:
+                    assert response.HasField("envelope")
+                    received += 1
+            assert ended.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "fell behind" in (ended.value.details() or "")
+            assert received < len(sent), received
+        finally:
+            requests.put(None)
+            call.cancel()
+
+    # The session went on without her: a new subscriber replays every envelope from the log.
+    connections = Connections(small_buffer_runtime.target)
+    try:
+        assert ids(connections.subscribe("bob", s.session_id).read(2 + len(sent)))[2:] == sent
+    finally:
+        connections.close()
 
 
 # ------------------------------------------------------------------- observers (static tokens)

@@ -107,7 +107,8 @@ async def test_concurrent_duplicates_accept_exactly_once(runtime: Runtime) -> No
 async def test_subscription_replays_then_follows_live_without_gap_or_duplicate(runtime: Runtime) -> None:
     await runtime.send(LEAD, start())
     await runtime.send(ALICE, proposal("m1"))
-    live, entries = await runtime.subscribe(LEAD, SID, 0)
+    feed = await runtime.subscribe(LEAD, SID, 0)
+    entries = aiter(feed)
     await runtime.send(ALICE, proposal("m2", "p2"))
     seen = await anext(entries)  # the replay: what existed at subscribe time, in one batch
     assert [ordinal for ordinal, _ in seen] == [1, 2]
@@ -117,11 +118,11 @@ async def test_subscription_replays_then_follows_live_without_gap_or_duplicate(r
     await runtime.send(BOB, proposal("m3", "p3"))
     ((ordinal, raw),) = await anext(entries)
     assert (ordinal, Envelope.from_bytes(raw).message_id) == (4, "m3")
-    live.close()
+    feed.close()
 
-    resumed_live, resumed = await runtime.subscribe(LEAD, SID, 2)
-    assert [ordinal for ordinal, _ in await anext(resumed)] == [3, 4]
-    resumed_live.close()
+    resumed = await runtime.subscribe(LEAD, SID, 2)
+    assert [ordinal for ordinal, _ in await anext(aiter(resumed))] == [3, 4]
+    resumed.close()
 
 
 async def test_subscription_refusals(runtime: Runtime) -> None:
@@ -133,8 +134,7 @@ async def test_subscription_refusals(runtime: Runtime) -> None:
         await runtime.subscribe(Identity("agent://mallory"), SID, 0)
     assert outsider.value.rejection.code is ErrorCode.FORBIDDEN
     observer = Identity("agent://audit", is_observer=True)
-    live, _ = await runtime.subscribe(observer, SID, 0)
-    live.close()
+    (await runtime.subscribe(observer, SID, 0)).close()
 
 
 async def test_a_lagging_subscriber_is_cut_off_without_slowing_the_session(runtime: Runtime) -> None:
@@ -201,9 +201,9 @@ async def test_retention_evicts_from_memory_but_the_log_keeps_the_session(
     summary = await runtime.get_session(LEAD, SID)
     assert summary.state is SessionState.CANCELLED
     assert slot.session is None  # an ended session is read from its summary, not replayed
-    live, frames = await runtime.subscribe(LEAD, SID, 0)  # and streamed from the log as stored
-    assert [ordinal for ordinal, _ in await anext(frames)] == [1]
-    live.close()
+    feed = await runtime.subscribe(LEAD, SID, 0)  # and streamed from the log as stored
+    assert [ordinal for ordinal, _ in await anext(aiter(feed))] == [1]
+    feed.close()
     with pytest.raises(Refused) as outsider:
         await runtime.get_session(Identity("agent://mallory"), SID)
     assert outsider.value.rejection.code is ErrorCode.FORBIDDEN

@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..kernel import (
@@ -48,6 +49,7 @@ from ..kernel.whatif import WhatIfResult, what_if
 from ..storage import StorageError, Store
 from .clock import Clock, wall_clock_ms
 from .config import Settings
+from .feed import Feed, Frame
 from .metrics import Metrics
 from .ratelimit import RateLimiter
 from .receipts import ReceiptError, ReceiptIssuer
@@ -63,8 +65,6 @@ PAGE_TOKEN_PREFIX = "v1:"
 MAX_PAGE_TOKEN = 1024
 
 
-# A stream item: an accepted envelope's ordinal and its wire bytes.
-Frame = tuple[int, bytes]
 ControlVerb = Callable[[Session | None, Identity, str, int], Decision]
 
 
@@ -372,10 +372,8 @@ class Runtime:
         async with slot.lock:  # no envelope of this session is being published right now
             return self.live(session_id)
 
-    async def subscribe(
-        self, identity: Identity, session_id: str, after_sequence: int
-    ) -> tuple[Subscription[Frame], AsyncIterator[list[Frame]]]:
-        """Replay accepted envelopes after ``after_sequence``, then follow live ones, in batches.
+    async def subscribe(self, identity: Identity, session_id: str, after_sequence: int) -> Feed:
+        """Accepted envelopes after ``after_sequence`` from the log, then live ones.
 
         Raises :class:`Refused` (SESSION_NOT_FOUND, FORBIDDEN) before anything is streamed.
         """
@@ -390,25 +388,13 @@ class Runtime:
             assert slot.summary is not None
             upto = slot.summary.last_ordinal
             live = self.live(session_id)
-        return live, self._replay_then_live(session_id, after_sequence, upto, live)
+        read = functools.partial(self.store.read_stream_bytes, session_id)
+        return Feed(live, read, after=after_sequence, upto=upto, chunk=REPLAY_CHUNK)
 
-    async def _replay_then_live(
-        self, session_id: str, after: int, upto: int, live: Subscription[Frame]
-    ) -> AsyncIterator[list[Frame]]:
-        position = after
-        while position < upto:
-            chunk = await self.store.read_stream_bytes(
-                session_id, position, min(REPLAY_CHUNK, upto - position)
-            )
-            if not chunk:
-                break
-            yield chunk
-            position = chunk[-1][0]
-        async for batch in follow(live):
-            fresh = [frame for frame in batch if frame[0] > position]
-            if fresh:
-                position = fresh[-1][0]
-                yield fresh
+    @staticmethod
+    def follow(live: Subscription[Frame]) -> Feed:
+        """A live subscription as a feed with nothing to replay."""
+        return Feed(live, _nothing_stored, after=0, upto=0, chunk=REPLAY_CHUNK)
 
     # ---------------------------------------------------------------- what-if and receipts
     async def what_if(self, identity: Identity, session_id: str, candidate: object) -> WhatIfResult:
@@ -521,10 +507,8 @@ def _not_a_reader(identity: Identity) -> Refused:
     )
 
 
-async def follow(live: Subscription[Frame]) -> AsyncIterator[list[Frame]]:
-    """A live subscription as batches: each wait returns everything that arrived meanwhile."""
-    while (batch := await live.get_batch(REPLAY_CHUNK)) is not None:
-        yield batch
+async def _nothing_stored(after: int, limit: int) -> list[Frame]:
+    return []
 
 
 def _encode_page_token(session_id: str) -> str:

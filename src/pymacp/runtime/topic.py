@@ -50,27 +50,48 @@ class Subscription(Generic[T]):
             self._topic.discard(self)
             self._wakeup.set()
 
-    async def get(self) -> T | None:
-        """The next item; None once closed and drained. Raises :class:`Lagged` if cut off."""
-        while True:
-            if self.lagged:
-                raise Lagged(self._capacity)
-            if self._items:
-                return self._items.popleft()
-            if self.closed:
-                return None
+    def take(self, limit: int) -> list[T]:
+        """Up to ``limit`` items that have arrived, without waiting. Raises :class:`Lagged` if cut off."""
+        if self.lagged:
+            raise Lagged(self._capacity)
+        items = self._items
+        if len(items) <= limit:
+            batch = list(items)
+            items.clear()
+            return batch
+        return [items.popleft() for _ in range(limit)]
+
+    @property
+    def finished(self) -> bool:
+        """Closed, not cut off, and nothing left to take."""
+        return self.closed and not self.lagged and not self._items
+
+    async def wait(self) -> None:
+        """Until there is something to take, or the subscription is closed or cut off."""
+        while not self._items and not self.closed:
             self._wakeup.clear()
             await self._wakeup.wait()
 
+    def wake_with(self, event: asyncio.Event) -> None:
+        """Set ``event`` (shared with other sources) instead of an own one when an item arrives
+        or the subscription closes; the consumer then waits on ``event`` and calls :meth:`take`."""
+        self._wakeup = event
+        if self._items or self.closed:
+            event.set()
+
+    async def get(self) -> T | None:
+        """The next item; None once closed and drained. Raises :class:`Lagged` if cut off."""
+        batch = await self.get_batch(1)
+        return batch[0] if batch else None
+
     async def get_batch(self, limit: int) -> list[T] | None:
         """At least one item and whatever else is already waiting (up to ``limit``); None at the end."""
-        first = await self.get()
-        if first is None:
-            return None
-        batch = [first]
-        while self._items and len(batch) < limit:
-            batch.append(self._items.popleft())
-        return batch
+        while True:
+            if batch := self.take(limit):
+                return batch
+            if self.closed:
+                return None
+            await self.wait()
 
     def pending(self) -> int:
         return len(self._items)

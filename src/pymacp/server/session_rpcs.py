@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeAlias
 
 from macp.v1 import core_pb2, envelope_pb2, policy_pb2
 
 from ..kernel import Envelope, ErrorCode, Identity, Rejection
 from ..kernel.envelope import SESSION_START
-from ..runtime.core import Ack, Frame, Refused, follow
+from ..runtime.core import Ack, Refused
+from ..runtime.feed import Feed, Frame
 from ..runtime.topic import Lagged, Subscription
 from . import convert
 from .base import Context, ServiceBase
@@ -23,16 +24,64 @@ log = logging.getLogger("pymacp.server")
 STREAM_OUT_BUFFER = 64
 
 
-@dataclass
-class _Stream:
-    """One StreamSession call: the session it is bound to and the task feeding its output."""
+Control: TypeAlias = "core_pb2.StreamSessionResponse | Rejection"
 
-    identity: Identity
-    out: asyncio.Queue[core_pb2.StreamSessionResponse | list[bytes] | Rejection | None]
-    session_id: str = ""
-    subscription: Subscription[Frame] | None = None
-    forwarder: asyncio.Task[None] | None = None
-    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+class _Stream:
+    """One StreamSession call: the session it follows, and what its response side sends next.
+
+    The response generator waits on one event for both sources: control items (inline
+    errors, or a rejection that ends the call) queued by the task reading the request side,
+    and the session's feed. Live envelopes go from the session's subscription straight to
+    the generator, with no task in between.
+    """
+
+    def __init__(self, identity: Identity) -> None:
+        self.identity = identity
+        self.session_id = ""
+        self.feed: Feed | None = None
+        self.ended = False  # the request side is done: send what is left, then end the call
+        self.wake = asyncio.Event()
+        self._control: deque[Control] = deque()
+        self._room = asyncio.Event()
+
+    def follow(self, session_id: str, feed: Feed) -> None:
+        self.session_id = session_id
+        self.feed = feed
+        feed.live.wake_with(self.wake)
+        self.wake.set()  # there may be a replay to send
+
+    async def put(self, item: Control) -> None:
+        """Queue a control item; waits while the response side is STREAM_OUT_BUFFER items behind."""
+        while len(self._control) >= STREAM_OUT_BUFFER:
+            self._room.clear()
+            await self._room.wait()
+        self._control.append(item)
+        self.wake.set()
+
+    def end(self) -> None:
+        if self.feed is not None:
+            self.feed.close()
+        self.ended = True
+        self.wake.set()
+
+    def control(self) -> list[Control]:
+        items = list(self._control)
+        self._control.clear()
+        self._room.set()
+        return items
+
+    async def frames(self) -> list[Frame]:
+        """The next envelopes to send, without waiting for live ones. Raises Lagged."""
+        if self.feed is None:
+            return []
+        if self.feed.replaying and (chunk := await self.feed.replay_chunk()):
+            return chunk
+        return self.feed.take()
+
+    @property
+    def finished(self) -> bool:
+        return self.ended and not self._control and (self.feed is None or self.feed.drained)
 
 
 class SessionRPCs(ServiceBase):
@@ -163,24 +212,32 @@ class SessionRPCs(ServiceBase):
         self, request_iterator: AsyncIterator[core_pb2.StreamSessionRequest], context: Context
     ) -> AsyncIterator[core_pb2.StreamSessionResponse | bytes]:
         identity = await self.identity(context)
-        stream = _Stream(identity, asyncio.Queue(STREAM_OUT_BUFFER))
+        stream = _Stream(identity)
         reader = asyncio.create_task(self._read_frames(request_iterator, stream))
-        stream.tasks.append(reader)
         try:
-            while (item := await stream.out.get()) is not None:
-                if isinstance(item, Rejection):
-                    await abort(context, item)
-                if isinstance(item, list):
-                    for frame in item:
-                        yield frame
-                else:
+            while True:
+                stream.wake.clear()  # what arrives from here on sets it again
+                try:
+                    frames = await stream.frames()
+                except Lagged:
+                    self.runtime.metrics.stream_lagged.labels("session").inc()
+                    await abort(context, _lagged("the session stream; resubscribe with after_sequence"))
+                for _, envelope in frames:
+                    yield response_frame(envelope)
+                control = stream.control()
+                for item in control:
+                    if isinstance(item, Rejection):
+                        await abort(context, item)
                     yield item
+                if frames or control:
+                    continue
+                if stream.finished:
+                    return
+                await stream.wake.wait()
         finally:
-            for task in [*stream.tasks, stream.forwarder]:
-                if task is not None:
-                    task.cancel()
-            if stream.subscription is not None:
-                stream.subscription.close()
+            reader.cancel()
+            if stream.feed is not None:
+                stream.feed.close()
 
     async def _read_frames(
         self, frames: AsyncIterator[core_pb2.StreamSessionRequest], stream: _Stream
@@ -189,18 +246,13 @@ class SessionRPCs(ServiceBase):
             async for frame in frames:
                 problem = await self._frame(frame, stream)
                 if problem is not None:
-                    await stream.out.put(problem)
+                    await stream.put(problem)
                     return
         except asyncio.CancelledError:
             raise
         except Exception:  # the transport broke; end the call
             log.debug("stream reader ended", exc_info=True)
-        # Half-close: stop following the session, flush what is queued, then end the call.
-        if stream.subscription is not None:
-            stream.subscription.close()
-        if stream.forwarder is not None:
-            await asyncio.gather(stream.forwarder, return_exceptions=True)
-        await stream.out.put(None)
+        stream.end()  # half-close: stop following the session, send what is queued, end the call
 
     async def _frame(self, frame: core_pb2.StreamSessionRequest, stream: _Stream) -> Rejection | None:
         has_envelope = frame.HasField("envelope")
@@ -241,8 +293,7 @@ class SessionRPCs(ServiceBase):
         ack = await self.runtime.send(stream.identity, env)
         if live is not None:
             if await self.runtime.may_read(stream.identity, env.session_id):
-                stream.session_id = env.session_id
-                self._follow(stream, live, follow(live))
+                stream.follow(env.session_id, self.runtime.follow(live))
             else:
                 live.close()
         if not ack.ok and ack.rejection is not None:
@@ -255,29 +306,14 @@ class SessionRPCs(ServiceBase):
                 ErrorCode.INVALID_REQUEST, f"this stream is already bound to session {stream.session_id!r}"
             )
         try:
-            live, entries = await self.runtime.subscribe(stream.identity, session_id, after)
+            feed = await self.runtime.subscribe(stream.identity, session_id, after)
         except Refused as exc:
             if exc.rejection.code is ErrorCode.SESSION_NOT_FOUND:
                 return exc.rejection  # ends the call with NOT_FOUND; clients retry this one
             await self._inline(stream, "", exc.rejection)
             return None
-        stream.session_id = session_id
-        self._follow(stream, live, entries)
+        stream.follow(session_id, feed)
         return None
-
-    def _follow(
-        self, stream: _Stream, live: Subscription[Frame], entries: AsyncIterator[list[Frame]]
-    ) -> None:
-        stream.subscription = live
-        stream.forwarder = asyncio.create_task(self._forward(entries, stream))
-
-    async def _forward(self, batches: AsyncIterator[list[Frame]], stream: _Stream) -> None:
-        try:
-            async for batch in batches:
-                await stream.out.put([response_frame(envelope) for _, envelope in batch])
-        except Lagged:
-            self.runtime.metrics.stream_lagged.labels("session").inc()
-            await stream.out.put(_lagged("the session stream; resubscribe with after_sequence"))
 
     @staticmethod
     async def _inline(stream: _Stream, message_id: str, rejection: Rejection) -> None:
@@ -288,7 +324,7 @@ class SessionRPCs(ServiceBase):
             message_id=message_id,
             details=rejection.details_bytes(),
         )
-        await stream.out.put(core_pb2.StreamSessionResponse(error=error))
+        await stream.put(core_pb2.StreamSessionResponse(error=error))
 
 
 def response_frame(envelope: bytes) -> bytes:
