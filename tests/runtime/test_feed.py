@@ -131,3 +131,16 @@ async def test_iterating_waits_for_live_frames_and_ends_when_closed() -> None:
     await asyncio.wait_for(consumer, 5)
     assert [o for batch in seen for o in batch] == [1, 2, 3, 4]
     assert seen[0] == [1, 2]
+
+
+async def test_a_live_only_feed_replays_nothing_and_hands_out_every_live_frame() -> None:
+    topic: Topic[Frame] = Topic()
+    feed = Feed.live_only(topic.subscribe(8), chunk=2)
+    assert not feed.replaying
+    assert await feed.replay_chunk() == []
+    for ordinal in (1, 2, 3):
+        topic.publish(frame(ordinal))
+    assert ordinals(feed.take()) == [1, 2]  # at most one chunk per take
+    assert ordinals(feed.take()) == [3]
+    feed.close()
+    assert feed.drained

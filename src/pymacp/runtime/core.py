@@ -394,7 +394,7 @@ class Runtime:
     @staticmethod
     def follow(live: Subscription[Frame]) -> Feed:
         """A live subscription as a feed with nothing to replay."""
-        return Feed(live, _nothing_stored, after=0, upto=0, chunk=REPLAY_CHUNK)
+        return Feed.live_only(live, chunk=REPLAY_CHUNK)
 
     # ---------------------------------------------------------------- what-if and receipts
     async def what_if(self, identity: Identity, session_id: str, candidate: object) -> WhatIfResult:
@@ -505,10 +505,6 @@ def _not_a_reader(identity: Identity) -> Refused:
         ErrorCode.FORBIDDEN,
         f"{identity.sender!r} is neither the initiator, a participant nor an observer of this session",
     )
-
-
-async def _nothing_stored(after: int, limit: int) -> list[Frame]:
-    return []
 
 
 def _encode_page_token(session_id: str) -> str:

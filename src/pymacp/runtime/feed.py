@@ -31,6 +31,11 @@ class Feed:
         self._upto = upto  # the last ordinal the replay reads from the log
         self._chunk = chunk
 
+    @classmethod
+    def live_only(cls, live: Subscription[Frame], *, chunk: int) -> Feed:
+        """A feed of ``live`` alone, with nothing to replay from the log."""
+        return cls(live, _nothing_stored, after=0, upto=0, chunk=chunk)
+
     @property
     def replaying(self) -> bool:
         return self._position < self._upto
@@ -73,3 +78,7 @@ class Feed:
                 return
             else:
                 await self.live.wait()
+
+
+async def _nothing_stored(after: int, limit: int) -> list[Frame]:
+    return []
