@@ -7,9 +7,10 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
 from storage_entries import assert_same, history, session_id
 
-from pymacp.storage import SqliteStore
+from pymacp.storage import SqliteStore, files
 from pymacp.storage.files import SIZE_BYTES, log_path, preallocate_log
 
 SID = session_id(1)
@@ -110,3 +111,29 @@ def test_without_room_for_it_no_log_is_laid_out(tmp_path: Path) -> None:
     assert preallocate_log(database, size=free) is False  # it wants several times the size free
     assert not log_path(database).exists()
     assert scratch_files(tmp_path) == []
+
+
+def test_every_directory_a_new_store_adds_an_entry_to_is_synced_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[Path] = []
+    real_sync = files.sync_directory
+
+    def recording_sync(directory: Path) -> None:
+        synced.append(directory)
+        real_sync(directory)
+
+    monkeypatch.setattr(files, "sync_directory", recording_sync)
+    data = tmp_path / "a" / "b"
+
+    async def open_and_close() -> None:
+        store = SqliteStore(data / "macp.db")
+        await store.open()
+        await store.close()
+
+    asyncio.run(open_and_close())
+    # the database and its log in b, b in a, a in tmp_path: each directory once
+    assert sorted(synced) == sorted([data, data.parent, tmp_path])
+    synced.clear()
+    asyncio.run(open_and_close())  # a clean close removed the log: reopening lays out a new one
+    assert synced == [data]

@@ -213,7 +213,8 @@ class SqliteStore:
                     prepare(first, self._synchronous, self._path)
                 finally:
                     first.close()
-            files.preallocate_log(self._path)  # before any connection has the log open
+            if files.preallocate_log(self._path):  # before any connection has the log open
+                changed = [d for d in changed if d != directory]  # it synced the directory itself
             writer = _connect(self._path)
             connections.append(writer)
             prepare(writer, self._synchronous, self._path)
