@@ -36,7 +36,7 @@ from separate client processes over gRPC, next to a baseline that does the same 
 \b
 The table goes to stdout, progress to stderr; --json writes every figure with the
 machine it was measured on, and the share of CPU time the hypervisor stole during each
-scenario. The full run takes 9-12 minutes on 2 quiet cores, under 15 on a busy shared
+scenario. The full run takes 6-12 minutes on 2 cores, under 15 on a busy shared
 host; --quick shrinks every size (about 1-2 minutes) and is meant as a smoke test, not
 for numbers. Judged throughput, latency, fan-out and durability figures are the median of
 3 paired runs (runtime, then baseline); see bench/README.md for how to read the results.
