@@ -46,7 +46,9 @@ def preallocate_log(database: Path, size: int = SIZE_BYTES) -> bool:
     """Lay out ``database``'s log as ``size`` bytes of zeros unless it has one; whether it did.
 
     Call only before opening a connection to ``database``, and only for a database that has
-    pages (SQLite deletes the log of an empty database when it opens it).
+    pages (SQLite deletes the log of an empty database when it opens it). When it did, the
+    caller makes the new directory entry durable (:func:`sync_directory`): SQLite syncs the
+    directory only for a log it creates itself.
     """
     target = log_path(database)
     if target.exists():
@@ -65,7 +67,6 @@ def preallocate_log(database: Path, size: int = SIZE_BYTES) -> bool:
     finally:
         with contextlib.suppress(OSError):
             scratch.unlink()
-    sync_directory(database.parent)  # SQLite syncs the directory only for a log it creates
     return True
 
 

@@ -213,8 +213,9 @@ class SqliteStore:
                     prepare(first, self._synchronous, self._path)
                 finally:
                     first.close()
-            if files.preallocate_log(self._path):  # before any connection has the log open
-                changed = [d for d in changed if d != directory]  # it synced the directory itself
+            # Before any connection has the log open; a log laid out is a new entry in directory.
+            if files.preallocate_log(self._path) and directory not in changed:
+                changed.append(directory)
             writer = _connect(self._path)
             connections.append(writer)
             prepare(writer, self._synchronous, self._path)
