@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
+
+from ..storage import CommitCounts
 
 MAX_MODE_LABELS = 1000
 OVERFLOW = "_overflow"
@@ -47,9 +48,9 @@ class Metrics:
         self.append_seconds = Histogram("macp_append_seconds", "Durable append latency", registry=r)
         self._modes: set[str] = set()
 
-    def watch_store(self, store: Any) -> None:
+    def watch_store(self, store: object) -> None:
         """Export the store's own counters (transactions = fsyncs, entries) when it keeps them."""
-        if hasattr(store, "commits") and hasattr(store, "appended_entries"):
+        if isinstance(store, CommitCounts):
             self.registry.register(_StoreCollector(store))
 
     def mode(self, mode: str) -> str:
@@ -63,7 +64,7 @@ class Metrics:
 
 
 class _StoreCollector(Collector):
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: CommitCounts) -> None:
         self._store = store
 
     def collect(self) -> Iterator[CounterMetricFamily]:
@@ -75,10 +76,8 @@ class _StoreCollector(Collector):
         yield CounterMetricFamily(
             "macp_storage_entries", "History entries appended", value=self._store.appended_entries
         )
-        inline = getattr(self._store, "inline_commits", None)
-        if inline is not None:
-            yield CounterMetricFamily(
-                "macp_storage_inline_commits",
-                "Of the storage transactions, those committed on the event loop's thread",
-                value=inline,
-            )
+        yield CounterMetricFamily(
+            "macp_storage_inline_commits",
+            "Of the storage transactions, those committed on the event loop's thread",
+            value=self._store.inline_commits,
+        )

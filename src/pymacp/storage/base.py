@@ -17,7 +17,7 @@ Implementations: :mod:`.memory` (nothing persisted; ``MACP_MEMORY_ONLY=1``) and
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ..kernel import HistoryEntry
 
@@ -77,3 +77,20 @@ class Store(Protocol):
 
     async def documents(self, registry: str) -> Mapping[str, str]:
         """Every document of one registry, by key."""
+
+
+@runtime_checkable
+class CommitCounts(Protocol):
+    """The counters a store that commits transactions keeps, exported as metrics by the runtime."""
+
+    @property
+    def commits(self) -> int:
+        """Write transactions committed (one fsync each when every commit is synced)."""
+
+    @property
+    def inline_commits(self) -> int:
+        """Of :attr:`commits`, those made on the event loop's own thread."""
+
+    @property
+    def appended_entries(self) -> int:
+        """History entries durably appended."""
