@@ -1,4 +1,5 @@
-"""The console when the runtime goes away mid-run and comes back on the same address."""
+"""The console when the runtime goes away mid-run and comes back on the same address, or when
+another runtime, without the session's data, takes that address over."""
 
 from __future__ import annotations
 
@@ -24,9 +25,9 @@ from pymacp.console.service import ConsoleCore
 from runtime_process import RuntimeProcess
 
 
-def same_address(previous: RuntimeProcess) -> RuntimeProcess:
-    """A new runtime process on the previous one's data directory and port."""
-    process = RuntimeProcess(previous.data_dir, RUNTIME_ENV)
+def same_address(previous: RuntimeProcess, data_dir: Path | None = None) -> RuntimeProcess:
+    """A new runtime process on the previous one's port, and its data directory unless one is given."""
+    process = RuntimeProcess(data_dir or previous.data_dir, RUNTIME_ENV)
     process.port, process.target = previous.port, previous.target
     process.env["MACP_BIND_ADDR"] = previous.target
     return process
@@ -80,3 +81,39 @@ async def test_runtime_outage_makes_the_console_not_ready_and_the_run_recovers(t
         runtime.stop()
         if restarted is not None:
             restarted.stop()
+
+
+async def test_a_session_the_runtime_stops_knowing_fails_its_run_as_lost(tmp_path: Path) -> None:
+    runtime = RuntimeProcess(tmp_path / "data", RUNTIME_ENV)
+    runtime.start()
+    core = ConsoleCore(core_config(tmp_path / "console.db", runtime.target, poll_timeout_ms=4000))
+    await core.start()
+    other: RuntimeProcess | None = None
+    try:
+        run, _ = await core.submit(parse_descriptor(descriptor()))
+        with sdk_client(runtime.target) as client:
+            session = DecisionSession(client, session_id=run.session_id, auth=auth("lead"))
+            await asyncio.to_thread(
+                session.start, intent="lost", participants=["lead", "alice", "bob"], ttl_ms=60_000
+            )
+            await asyncio.to_thread(session.propose, "p1", "option one")
+        history = await asyncio.to_thread(runtime_history, runtime.target, run.session_id)
+        await run_in(core, run.run_id, "running")
+
+        # Another runtime, with none of the first one's data, takes over the address.
+        await asyncio.to_thread(runtime.stop)
+        other = same_address(runtime, tmp_path / "other-data")
+        await asyncio.to_thread(other.start)
+
+        lost = await run_in(core, run.run_id, "failed", "completed", "cancelled")
+        assert lost.status == "failed"
+        assert lost.error is not None and f"no longer knows session {run.session_id}" in lost.error
+        events = await all_events(core, run.run_id)
+        assert_exactly_once_in_order(events, history)  # what was received is kept
+        final = [e for e in events if e.type == "run.status.changed"][-1]
+        assert final.data["to"] == "failed" and final.data["reason"] == "session lost"
+    finally:
+        await core.aclose()
+        runtime.stop()
+        if other is not None:
+            other.stop()

@@ -4,7 +4,8 @@ Theory of operation. An observer owns one run and is the only writer of its enve
 
 1. **Attach.** Poll GetSession with exponential backoff (base, cap) until the session
    exists. NOT_FOUND past the deadline (run creation + poll timeout) fails the run; an
-   unreachable runtime never does -- the observer just keeps trying.
+   unreachable runtime never does -- the observer just keeps trying. Likewise a session the
+   runtime stops knowing later (NOT_FOUND for a whole poll timeout) fails the run as lost.
 2. **Follow.** While the session is OPEN or SUSPENDED, hold a passive StreamSession
    subscription from ``after_sequence = last_ordinal`` (the store's count of envelopes
    received) with the write side open. Each envelope is stored in its own transaction
@@ -235,8 +236,13 @@ class Observer:
             raise
 
     async def _reconcile(self) -> core_pb2.SessionMetadata | None:
-        """The session's current metadata, waiting out an unreachable runtime."""
+        """The session's current metadata, waiting out an unreachable runtime.
+
+        None when the run has ended here: the console may not read the session, or the runtime
+        has not known it for a whole poll timeout (see :meth:`_lost`).
+        """
         failures = 0
+        missing_since_ms: int | None = None
         while True:
             try:
                 metadata = await self._current()
@@ -248,9 +254,31 @@ class Observer:
                 continue
             if metadata is not None:
                 return metadata
-            # Known once, unknown now: the runtime lost it (or is a new one). Keep asking.
+            # Known once, unknown now: a runtime that lost it, or another one at the same address.
+            now_ms = self._recorder.clock()
+            missing_since_ms = now_ms if missing_since_ms is None else missing_since_ms
+            remaining_ms = missing_since_ms + self._timing.poll_timeout_ms - now_ms
+            if remaining_ms <= 0:
+                await self._lost()
+                return None
             failures += 1
-            await self._pause(_backoff(self._timing.poll_base_s, failures))
+            await self._pause(min(_backoff(self._timing.poll_base_s, failures), remaining_ms / 1000))
+
+    async def _lost(self) -> None:
+        """Fail the run of a session the runtime stopped knowing: nothing more will ever arrive."""
+        seconds = self._timing.poll_timeout_ms / 1000
+        await self._recorder.append(
+            self.run_id,
+            changes=RunChanges(
+                status="failed",
+                reason="session lost",
+                error=(
+                    f"the runtime no longer knows session {self.session_id}: not found for {seconds:g} s "
+                    "after the console had followed it (a runtime restarted without its data, or "
+                    "another runtime at the same address); the history received so far is kept"
+                ),
+            ),
+        )
 
     async def _consume(
         self, frames: AsyncGenerator[core_pb2.StreamSessionResponse, None], idle_s: float | None = None
