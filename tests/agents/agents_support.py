@@ -70,7 +70,12 @@ def pool(
 def service_config() -> dict[str, Any]:
     return {
         "dispatcher": {"tokenEnv": "AGENTS_TEST_DISPATCHER_TOKEN"},
-        "callbacks": {"secretEnv": "AGENTS_TEST_SECRET", "maxAttempts": 4, "backoffMs": 50},
+        "callbacks": {
+            "secretEnv": "AGENTS_TEST_SECRET",
+            "maxAttempts": 4,
+            "backoffMs": 50,
+            "allowedHosts": ["127.0.0.1"],  # the receiver's
+        },
         "pools": [
             pool("tasks", instances=2, cap=4),
             pool("load", instances=3, cap=2, queue_limit=4),

@@ -53,6 +53,38 @@ def test_without_a_secret_callbacks_are_simply_off() -> None:
     assert parse(document()).callbacks.secret is None
 
 
+def test_allowed_hosts_are_exact_names_addresses_and_subdomain_patterns() -> None:
+    hosts = ["Hooks.Example.COM.", "*.internal.example", "10.0.0.7", "[::1]"]
+    settings = parse(document(callbacks={"allowedHosts": hosts})).callbacks
+    assert settings.allowed_hosts == ("hooks.example.com", "*.internal.example", "10.0.0.7", "::1")
+    allowed = ["hooks.example.com", "HOOKS.example.com.", "a.internal.example", "a.b.internal.example"]
+    allowed += ["10.0.0.7", "::1"]
+    assert all(settings.allows(host) for host in allowed)
+    refused = ["example.com", "hooks.example.com.evil", "internal.example", "xinternal.example"]
+    refused += ["10.0.0.8", "127.0.0.1", ""]
+    assert not any(settings.allows(host) for host in refused)
+    assert parse(document()).callbacks.allows("anything.example")  # no list: any host
+
+
+@pytest.mark.parametrize(
+    "hosts",
+    [
+        [],
+        "hooks.example.com",
+        [""],
+        [7],
+        ["https://hooks.example.com"],
+        ["hooks.example.com:8443"],
+        ["*"],
+        ["a*.example.com"],
+        ["hooks.example.com/path"],
+    ],
+)
+def test_allowed_hosts_refuse_what_is_not_a_host(hosts: Any) -> None:
+    with pytest.raises(ConfigError, match=r"callbacks\.allowedHosts"):
+        parse(document(callbacks={"allowedHosts": hosts}))
+
+
 def test_toml_works_too(tmp_path: Path) -> None:
     path = tmp_path / "agents.toml"
     path.write_text(

@@ -241,6 +241,18 @@ def test_no_worker_can_take_the_task(stack: Stack) -> None:
             assert body["statusCode"] == status and body["message"]
 
 
+def test_a_callback_to_a_host_outside_allowed_hosts_is_refused(stack: Stack) -> None:
+    """The stack allows callbacks to 127.0.0.1 only (where the other tests' receiver is)."""
+    with stack.agents.client() as http:
+        for url in ("http://localhost:9/x", "http://[::1]:9/x", "https://127.0.0.1.example.com/x"):
+            body = {"pool": "tasks", "task": {"title": "x"}, "callback": {"url": url}}
+            response = http.post("/dispatch", json=body)
+            assert response.status_code == 400, response.text
+            refusal = response.json()
+            assert refusal["errorCode"] == "CALLBACK_HOST_NOT_ALLOWED"
+            assert refusal["message"].startswith("callback.url:")
+
+
 def test_bad_requests_name_the_field(stack: Stack) -> None:
     with stack.agents.client() as http:
         cases: list[tuple[Any, str]] = [

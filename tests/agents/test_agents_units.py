@@ -289,6 +289,17 @@ def fake_bridge(pool_id: str, cap: int, workers: int = 1, failed: bool = False) 
     return SimpleNamespace(config=config, participant=config.participant, pool=pool)
 
 
+async def test_a_callback_host_outside_the_allowed_list_is_refused_at_admission() -> None:
+    sender = CallbackSender(CallbackSettings(secret="s" * 32, allowed_hosts=("hooks.example.com",)))
+    dispatcher = Dispatcher(None, {"p": fake_bridge("p", cap=1)}, sender)  # type: ignore[arg-type]
+    body = {"pool": "p", "task": {"title": "t"}, "callback": {"url": "http://169.254.169.254/latest"}}
+    with pytest.raises(DispatchError) as caught:
+        dispatcher.submit(parse_submission(body))
+    assert (caught.value.status, caught.value.code) == (400, "CALLBACK_HOST_NOT_ALLOWED")
+    assert "'169.254.169.254'" in caught.value.message
+    await sender.aclose(0)
+
+
 @pytest.mark.parametrize(
     ("bridge", "callback", "status", "code"),
     [

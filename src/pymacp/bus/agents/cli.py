@@ -31,6 +31,9 @@ concurrent tasks, and the dispatcher's token (it starts the task sessions):
               "args": ["-m", "pymacp.bus.agents.examples.task_worker"],
               "instances": 2, "participant": "agent://tasks",
               "tokenEnv": "TASKS_TOKEN", "cap": 2, "queueLimit": 100}]}
+In production also limit where callbacks may go, e.g.
+  "callbacks": {"allowedHosts": ["hooks.example.com", "*.internal.example"]}
+(without it any http(s) URL a dispatcher gives is called back).
 
 \b
 Every flag has an environment variable (in brackets); a flag beats the variable.

@@ -3,7 +3,8 @@
 JSON, or TOML when the file name ends in ``.toml``::
 
     {"dispatcher": {"tokenEnv": "DISPATCHER_TOKEN"},
-     "callbacks": {"secretEnv": "PYMACP_AGENTS_CALLBACK_SECRET", "maxAttempts": 8},
+     "callbacks": {"secretEnv": "PYMACP_AGENTS_CALLBACK_SECRET", "maxAttempts": 8,
+                   "allowedHosts": ["hooks.example.com", "*.internal.example"]},
      "pools": [{"id": "tasks", "command": "python3",
                 "args": ["-m", "pymacp.bus.agents.examples.task_worker"], "instances": 2,
                 "participant": "agent://tasks", "tokenEnv": "TASKS_TOKEN",
@@ -18,10 +19,14 @@ pool without its identity).
 Secrets: a runtime token is given inline (``token``) or, better, by naming an environment
 variable (``tokenEnv``); the callback signing secret only ever comes from the environment.
 Token fields are excluded from ``repr`` so that they never reach a log line.
+
+``callbacks.allowedHosts`` limits where the service may be told to POST: without it, any
+http(s) URL a dispatcher gives is called back, including hosts on the service's own network.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import tomllib
@@ -50,7 +55,7 @@ _POOL_KEYS = (
     "taskTtlMs",
 )
 _DISPATCHER_KEYS = ("token", "tokenEnv")
-_CALLBACK_KEYS = ("secretEnv", "maxAttempts", "backoffMs", "maxBackoffMs", "timeoutMs")
+_CALLBACK_KEYS = ("secretEnv", "maxAttempts", "backoffMs", "maxBackoffMs", "timeoutMs", "allowedHosts")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +81,17 @@ class CallbackSettings:
     backoff_ms: int = 1000  # first retry after this long, doubling each time
     max_backoff_ms: int = 60_000
     timeout_ms: int = 10_000  # per attempt
+    allowed_hosts: tuple[str, ...] | None = None  # None: any host; else names, addresses, "*.domain"
+
+    def allows(self, host: str) -> bool:
+        """Whether a callback may go to ``host`` (a URL's host name: no port, no brackets)."""
+        if self.allowed_hosts is None:
+            return True
+        host = host.lower().rstrip(".")
+        return any(
+            host.endswith(allowed[1:]) if allowed.startswith("*.") else host == allowed
+            for allowed in self.allowed_hosts
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,4 +250,35 @@ def _callbacks(raw: Any, env: Mapping[str, str]) -> CallbackSettings:
         backoff_ms=backoff,
         max_backoff_ms=_count(raw, "maxBackoffMs", where, max(60_000, backoff), backoff),
         timeout_ms=_count(raw, "timeoutMs", where, 10_000, 1),
+        allowed_hosts=_allowed_hosts(raw.get("allowedHosts")),
     )
+
+
+def _allowed_hosts(raw: Any) -> tuple[str, ...] | None:
+    """``callbacks.allowedHosts``: exact host names or IP addresses, and ``*.domain`` patterns."""
+    if raw is None:
+        return None
+    usage = "a non-empty list of host names, IP addresses and '*.domain' patterns"
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"callbacks.allowedHosts must be {usage}")
+    hosts: list[str] = []
+    for entry in raw:
+        if not isinstance(entry, str):
+            raise ConfigError(f"callbacks.allowedHosts must be {usage}, not {entry!r}")
+        host = entry.strip().lower().rstrip(".").removeprefix("[").removesuffix("]")
+        name = host.removeprefix("*.")
+        if not name or any(c in name for c in "*/@?# \t") or (":" in name and not _is_address(name)):
+            raise ConfigError(
+                f"callbacks.allowedHosts: {entry!r} is not a host; give a name (hooks.example.com), "
+                "an address (10.0.0.7) or '*.example.com', without scheme, port or path"
+            )
+        hosts.append(host)
+    return tuple(hosts)
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

@@ -12,7 +12,8 @@ Refusals (:class:`DispatchError`, rendered by the HTTP layer):
 - 503 ``POOL_FAILED`` -- every worker of the pool reached its restart limit;
 - 503 ``NO_WORKER`` -- no worker of the pool is running right now;
 - 429 ``QUEUE_FULL`` -- ``cap`` tasks run and ``queueLimit`` wait already;
-- 400 ``CALLBACKS_DISABLED`` -- a callback was asked for, but no signing secret is set.
+- 400 ``CALLBACKS_DISABLED`` -- a callback was asked for, but no signing secret is set;
+- 400 ``CALLBACK_HOST_NOT_ALLOWED`` -- the callback's host is not in ``callbacks.allowedHosts``.
 
 Tasks are held in memory (the newest :data:`MAX_TASKS`); their sessions, with the whole
 exchange and the outcome, stay in the runtime.
@@ -98,6 +99,13 @@ class Dispatcher:
                 "CALLBACKS_DISABLED",
                 "this service has no callback signing secret, so it sends no callbacks; set "
                 "PYMACP_AGENTS_CALLBACK_SECRET (or the variable named by callbacks.secretEnv) and restart",
+            )
+        if submission.callback is not None and not self._callbacks.settings.allows(submission.callback.host):
+            raise DispatchError(
+                400,
+                "CALLBACK_HOST_NOT_ALLOWED",
+                f"callback.url: this service calls back only the hosts in its callbacks.allowedHosts, "
+                f"and {submission.callback.host!r} is not one of them",
             )
         task_id = uuid.uuid4().hex
         capacity = self._capacity[pool.id]

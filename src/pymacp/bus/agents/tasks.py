@@ -30,6 +30,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from pymacp.kernel.jsonmap import format_timestamp
 
@@ -60,6 +61,11 @@ TERMINAL = _ENDS
 class Callback:
     url: str
     bearer: str | None = field(default=None, repr=False)
+
+    @property
+    def host(self) -> str:
+        """The URL's host name or address (lower case, an IPv6 address without brackets)."""
+        return urlsplit(self.url).hostname or ""
 
 
 @dataclass(frozen=True, slots=True)
