@@ -33,6 +33,16 @@ def same_address(previous: RuntimeProcess, data_dir: Path | None = None) -> Runt
     return process
 
 
+async def start_with_a_proposal(target: str, session_id: str, intent: str) -> None:
+    """Start a decision session as its initiator and put one proposal to it."""
+    with sdk_client(target) as client:
+        session = DecisionSession(client, session_id=session_id, auth=auth("lead"))
+        await asyncio.to_thread(
+            session.start, intent=intent, participants=["lead", "alice", "bob"], ttl_ms=60_000
+        )
+        await asyncio.to_thread(session.propose, "p1", "option one")
+
+
 async def test_runtime_outage_makes_the_console_not_ready_and_the_run_recovers(tmp_path: Path) -> None:
     runtime = RuntimeProcess(tmp_path / "data", RUNTIME_ENV)
     runtime.start()
@@ -46,12 +56,7 @@ async def test_runtime_outage_makes_the_console_not_ready_and_the_run_recovers(t
 
         await eventually(ready, "the console to connect")
         run, _ = await core.submit(parse_descriptor(descriptor()))
-        with sdk_client(runtime.target) as client:
-            session = DecisionSession(client, session_id=run.session_id, auth=auth("lead"))
-            await asyncio.to_thread(
-                session.start, intent="outage", participants=["lead", "alice", "bob"], ttl_ms=60_000
-            )
-            await asyncio.to_thread(session.propose, "p1", "option one")
+        await start_with_a_proposal(runtime.target, run.session_id, intent="outage")
         await run_in(core, run.run_id, "running")
 
         await asyncio.to_thread(runtime.stop)
@@ -91,12 +96,7 @@ async def test_a_session_the_runtime_stops_knowing_fails_its_run_as_lost(tmp_pat
     other: RuntimeProcess | None = None
     try:
         run, _ = await core.submit(parse_descriptor(descriptor()))
-        with sdk_client(runtime.target) as client:
-            session = DecisionSession(client, session_id=run.session_id, auth=auth("lead"))
-            await asyncio.to_thread(
-                session.start, intent="lost", participants=["lead", "alice", "bob"], ttl_ms=60_000
-            )
-            await asyncio.to_thread(session.propose, "p1", "option one")
+        await start_with_a_proposal(runtime.target, run.session_id, intent="lost")
         history = await asyncio.to_thread(runtime_history, runtime.target, run.session_id)
         await run_in(core, run.run_id, "running")
 

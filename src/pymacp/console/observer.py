@@ -109,17 +109,10 @@ class Observer:
                 return metadata
             remaining_ms = deadline_ms - self._recorder.clock()
             if remaining_ms <= 0:
-                seconds = self._timing.poll_timeout_ms / 1000
-                await self._recorder.append(
-                    self.run_id,
-                    changes=RunChanges(
-                        status="failed",
-                        reason="session never started",
-                        error=(
-                            f"session {self.session_id} was not found within {seconds:g} s; "
-                            "the initiator must send SessionStart with this session id"
-                        ),
-                    ),
+                await self._fail(
+                    "session never started",
+                    f"session {self.session_id} was not found within {self._poll_timeout_s:g} s; "
+                    "the initiator must send SessionStart with this session id",
                 )
                 return None
             await self._pause(min(delay, remaining_ms / 1000))
@@ -129,19 +122,21 @@ class Observer:
         """Fail the run if the runtime will never let the console read this session."""
         if error.status != "PERMISSION_DENIED":
             return False
-        await self._recorder.append(
-            self.run_id,
-            changes=RunChanges(
-                status="failed",
-                reason="the console may not read the session",
-                error=(
-                    f"the runtime refused to show session {self.session_id} to the console "
-                    f"({error.message}); give the console an observer identity "
-                    "(a token with is_observer: true)"
-                ),
-            ),
+        await self._fail(
+            "the console may not read the session",
+            f"the runtime refused to show session {self.session_id} to the console "
+            f"({error.message}); give the console an observer identity (a token with is_observer: true)",
         )
         return True
+
+    async def _fail(self, reason: str, error: str) -> None:
+        await self._recorder.append(
+            self.run_id, changes=RunChanges(status="failed", reason=reason, error=error)
+        )
+
+    @property
+    def _poll_timeout_s(self) -> float:
+        return self._timing.poll_timeout_ms / 1000
 
     async def _pause(self, seconds: float) -> None:
         """Sleep, but wake early when notified."""
@@ -266,18 +261,12 @@ class Observer:
 
     async def _lost(self) -> None:
         """Fail the run of a session the runtime stopped knowing: nothing more will ever arrive."""
-        seconds = self._timing.poll_timeout_ms / 1000
-        await self._recorder.append(
-            self.run_id,
-            changes=RunChanges(
-                status="failed",
-                reason="session lost",
-                error=(
-                    f"the runtime no longer knows session {self.session_id}: not found for {seconds:g} s "
-                    "after the console had followed it (a runtime restarted without its data, or "
-                    "another runtime at the same address); the history received so far is kept"
-                ),
-            ),
+        await self._fail(
+            "session lost",
+            f"the runtime no longer knows session {self.session_id}: not found for "
+            f"{self._poll_timeout_s:g} s after the console had followed it (a runtime restarted "
+            "without its data, or another runtime at the same address); the history received so "
+            "far is kept",
         )
 
     async def _consume(
