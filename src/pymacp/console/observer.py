@@ -181,7 +181,8 @@ class Observer:
         """Follow the stream until it ends or fails, or the session has ended.
 
         Returns ``("terminal", metadata)`` when GetSession says the session ended, else
-        ``("ended" | "failed", None)`` for a stream the runtime closed or that broke.
+        ``("ended" | "failed", None)`` for a stream the runtime closed or that broke, and
+        ``("ended", None)`` when GetSession says the runtime no longer knows the session.
         """
         run = await self._recorder.run(self.run_id)
         assert run is not None
@@ -202,8 +203,8 @@ class Observer:
                     metadata = await self._current()
                 except CallError:
                     continue  # the stream's own failure, if any, will say more
-                if metadata is None:
-                    continue
+                if metadata is None:  # the runtime no longer knows the session: _reconcile decides
+                    return "ended", None
                 if metadata.state in TERMINAL_STATES:
                     return "terminal", metadata
                 await self._apply(metadata)
