@@ -7,8 +7,7 @@ live frames, dropping any at or below the last ordinal it has already handed out
 
 A consumer either iterates the feed (each step one non-empty batch, waiting as needed) or,
 to wait on other things as well, gives the subscription its own wake-up event
-(:meth:`Subscription.wake_with`) and pulls: :meth:`Feed.replay_chunk` while
-:attr:`Feed.replaying`, then :meth:`Feed.take`, until :attr:`Feed.drained`.
+(:meth:`Subscription.wake_with`) and pulls with :meth:`Feed.next` until :attr:`Feed.drained`.
 """
 
 from __future__ import annotations
@@ -65,14 +64,19 @@ class Feed:
             self._position = batch[-1][0]
         return batch
 
+    async def next(self) -> list[Frame]:
+        """The next envelopes without waiting for live ones: a stored chunk while replaying, then
+        what has arrived live (empty if nothing has). Raises :class:`Lagged` if cut off."""
+        if self.replaying and (chunk := await self.replay_chunk()):
+            return chunk
+        return self.take()
+
     def close(self) -> None:
         self.live.close()
 
     async def __aiter__(self) -> AsyncIterator[list[Frame]]:
-        while chunk := await self.replay_chunk():
-            yield chunk
         while True:
-            if batch := self.take():
+            if batch := await self.next():
                 yield batch
             elif self.live.finished:
                 return

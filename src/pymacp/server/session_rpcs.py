@@ -73,11 +73,7 @@ class _Stream:
 
     async def frames(self) -> list[Frame]:
         """The next envelopes to send, without waiting for live ones. Raises Lagged."""
-        if self.feed is None:
-            return []
-        if self.feed.replaying and (chunk := await self.feed.replay_chunk()):
-            return chunk
-        return self.feed.take()
+        return [] if self.feed is None else await self.feed.next()
 
     @property
     def finished(self) -> bool:
